@@ -1,0 +1,131 @@
+"""What hessian-dg changes in DomainBed, all in one place, and how to undo it.
+
+:func:`register` (idempotent) makes, in the running process only:
+
+- ``domainbed.algorithms.HGP`` and ``.Hutchinson`` attributes (so DomainBed's
+  ``get_algorithm_class``, which looks names up in the module's globals, finds
+  them) and appends both names to ``domainbed.algorithms.ALGORITHMS``;
+- ``domainbed.hparams_registry._hparams`` a wrapper that adds the plugin's
+  hparams (declared in :mod:`hessian_dg.hparams`) for those two names, so
+  ``default_hparams`` and ``random_hparams`` serve them, seeded per name as
+  DomainBed seeds its own.
+
+No file of DomainBed is edited. :func:`unregister` restores both modules.
+A name already used by DomainBed raises :class:`RegistrationError`.
+"""
+from __future__ import annotations
+
+import importlib
+import warnings
+
+from hessian_dg.hparams import HPARAMS
+
+PLUGIN_ALGORITHMS = tuple(HPARAMS)
+_ORIGINAL = "_hessian_dg_original"
+
+
+class RegistrationError(RuntimeError):
+    """The plugin's names collide with DomainBed's own."""
+
+
+class DomainBedCompatibilityWarning(UserWarning):
+    """The DomainBed found lacks something the plugin relies on."""
+
+
+#: module -> attributes the plugin relies on.
+REQUIRED = {
+    "domainbed.algorithms": ("Algorithm", "ALGORITHMS", "get_algorithm_class"),
+    "domainbed.hparams_registry": ("_hparams", "default_hparams", "random_hparams"),
+    "domainbed.networks": ("Featurizer", "Classifier"),
+    "domainbed.datasets": ("DATASETS", "get_dataset_class", "num_environments"),
+    "domainbed.lib.misc": ("seed_hash",),
+}
+
+
+def missing_features(module_name: str, module) -> list:
+    """Names in :data:`REQUIRED` that ``module`` lacks."""
+    return [a for a in REQUIRED.get(module_name, ()) if not hasattr(module, a)]
+
+
+def _warn_if_incompatible(module_name: str, module) -> bool:
+    missing = missing_features(module_name, module)
+    if missing:
+        from domainbed_patch.locate import PINNED_COMMIT
+        warnings.warn(
+            f"{module_name} lacks {missing}, which hessian-dg relies on; its "
+            f"registration there is skipped. Use DomainBed at commit {PINNED_COMMIT}.",
+            DomainBedCompatibilityWarning, stacklevel=3)
+    return not missing
+
+
+def register_algorithms(module=None) -> None:
+    """Add HGP and Hutchinson to ``domainbed.algorithms`` (idempotent)."""
+    module = module or importlib.import_module("domainbed.algorithms")
+    if not _warn_if_incompatible("domainbed.algorithms", module):
+        return
+    from hessian_dg import algorithms as ours
+    for name in PLUGIN_ALGORITHMS:
+        cls = getattr(ours, name)
+        existing = getattr(module, name, None)
+        if existing is cls:
+            if name not in module.ALGORITHMS:
+                module.ALGORITHMS.append(name)
+            continue
+        if existing is not None or name in module.ALGORITHMS:
+            raise RegistrationError(
+                f"DomainBed already defines an algorithm named {name!r}; hessian-dg "
+                f"will not replace it. Set HESSIAN_DG_DISABLE=1 to run without the plugin.")
+        setattr(module, name, cls)
+        module.ALGORITHMS.append(name)
+
+
+def _with_plugin_hparams(original):
+    def _hparams(algorithm, dataset, random_seed):
+        hparams = original(algorithm, dataset, random_seed)
+        for spec in HPARAMS.get(algorithm, ()):
+            if spec.name in hparams:
+                raise RegistrationError(
+                    f"DomainBed already declares hparam {spec.name!r} for {algorithm}")
+            hparams[spec.name] = (spec.default, spec.random(random_seed))
+        return hparams
+
+    setattr(_hparams, _ORIGINAL, original)
+    _hparams.__doc__ = original.__doc__
+    return _hparams
+
+
+def register_hparams(module=None) -> None:
+    """Serve the plugin's hparams from ``domainbed.hparams_registry`` (idempotent)."""
+    module = module or importlib.import_module("domainbed.hparams_registry")
+    if not _warn_if_incompatible("domainbed.hparams_registry", module):
+        return
+    if not hasattr(module._hparams, _ORIGINAL):
+        module._hparams = _with_plugin_hparams(module._hparams)
+
+
+def register() -> None:
+    """Register algorithms and hparams with DomainBed (imports it)."""
+    register_hparams()
+    register_algorithms()
+
+
+def is_registered() -> bool:
+    import domainbed.algorithms as algorithms
+    import domainbed.hparams_registry as registry
+    return (all(n in algorithms.ALGORITHMS and hasattr(algorithms, n)
+                for n in PLUGIN_ALGORITHMS)
+            and hasattr(registry._hparams, _ORIGINAL))
+
+
+def unregister() -> None:
+    """Undo :func:`register` in this process."""
+    import domainbed.algorithms as algorithms
+    import domainbed.hparams_registry as registry
+    for name in PLUGIN_ALGORITHMS:
+        while name in algorithms.ALGORITHMS:
+            algorithms.ALGORITHMS.remove(name)
+        if hasattr(algorithms, name):
+            delattr(algorithms, name)
+    original = getattr(registry._hparams, _ORIGINAL, None)
+    if original is not None:
+        registry._hparams = original

@@ -1,0 +1,155 @@
+"""HGP and Hutchinson as DomainBed algorithms.
+
+The only module of ``hessian_dg`` that imports DomainBed. Both algorithms are
+built the way DomainBed builds ERM (``networks.Featurizer``, ``networks.Classifier``,
+one Adam over all parameters, no warm-up) and minimise
+
+    loss = Lbar + (1/m) sum_e [ alpha ||A_e - sg(Abar)||^2 + beta ||g_e - sg(gbar)||^2 ]
+
+over the training domains e = 1..m; they differ only by the curvature quantity
+``A`` (see :mod:`hessian_dg.alignment`). With a linear head (DomainBed's default)
+gradients and curvature come from the exact closed forms of
+:mod:`hessian_dg.linear_softmax`; with ``nonlinear_classifier=True`` from autograd
+(:mod:`hessian_dg.autograd_head`).
+
+With a single training domain every alignment term is identically zero: the
+penalty is reported as 0 and the step is exactly ERM's.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from domainbed_patch.locate import ensure_domainbed_importable
+
+ensure_domainbed_importable()
+
+from domainbed import algorithms as domainbed_algorithms  # noqa: E402
+from domainbed import networks  # noqa: E402
+
+from hessian_dg import alignment, hparams as hparam_registry  # noqa: E402
+from hessian_dg.autograd_head import AutogradHead  # noqa: E402
+from hessian_dg.linear_softmax import LinearSoftmaxHead  # noqa: E402
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training step produced a NaN or infinite loss; parameters were not updated."""
+
+
+class HessianAlignment(domainbed_algorithms.Algorithm):
+    """Shared update of the Hessian-alignment algorithms.
+
+    Subclasses set :meth:`make_curvature`, returning the curvature quantity
+    (a callable on a head, see :mod:`hessian_dg.alignment`) they align.
+    """
+
+    def __init__(self, input_shape, num_classes, num_domains, hparams):
+        super().__init__(input_shape, num_classes, num_domains, hparams)
+        hparam_registry.validate_hparams(type(self).__name__, hparams)
+        self.featurizer = networks.Featurizer(input_shape, self.hparams)
+        self.classifier = networks.Classifier(
+            self.featurizer.n_outputs, num_classes,
+            self.hparams["nonlinear_classifier"])
+        self.network = nn.Sequential(self.featurizer, self.classifier)
+        self.optimizer = torch.optim.Adam(
+            self.network.parameters(), lr=self.hparams["lr"],
+            weight_decay=self.hparams["weight_decay"])
+        # Probes come from this generator, seeded from the global RNG that
+        # DomainBed seeds with --seed: runs are reproducible, and estimator
+        # draws do not shift the data-loading or dropout streams.
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.probe_generator = torch.Generator().manual_seed(seed)
+        self.curvature = self.make_curvature()
+        self.is_linear_head = isinstance(self.classifier, nn.Linear)
+
+    def make_curvature(self):
+        raise NotImplementedError
+
+    def _head(self, features, logits, labels, weights=None):
+        if self.is_linear_head:
+            return LinearSoftmaxHead.from_logits(
+                features, logits, labels,
+                has_bias=self.classifier.bias is not None, weights=weights)
+        return AutogradHead(self.classifier, features, labels, weights=weights,
+                            logits=logits)
+
+    def _penalty(self, features, logits, labels, sizes):
+        """The alignment penalty for domains of ``sizes`` stacked in the batch."""
+        m = len(sizes)
+        domain_heads = [
+            self._head(f, z, y) for f, z, y in zip(features.split(sizes),
+                                                   logits.split(sizes),
+                                                   labels.split(sizes))]
+        # The average loss (1/m) sum_e L_e weighs each example of domain e by
+        # 1/(m n_e). Its quantities are targets: built on detached inputs.
+        weights = torch.cat([features.new_full((n,), 1.0 / (m * n)) for n in sizes])
+        detached = features.detach()
+        average_logits = (logits.detach() if self.is_linear_head
+                          else self.classifier(detached))
+        average_head = self._head(detached, average_logits, labels, weights=weights)
+        return alignment.alignment_penalty(
+            domain_heads, average_head, self.curvature,
+            alpha=self.hparams["penalty_alpha"], beta=self.hparams["penalty_beta"])
+
+    def update(self, minibatches, unlabeled=None):
+        xs = [x for x, _ in minibatches]
+        ys = [y for _, y in minibatches]
+        sizes = [len(y) for y in ys]
+        labels = torch.cat(ys)
+        features = self.featurizer(torch.cat(xs))
+        logits = self.classifier(features)
+
+        nll = sum(F.cross_entropy(z, y) for z, y in
+                  zip(logits.split(sizes), ys)) / len(sizes)
+        if len(sizes) > 1:
+            penalty = self._penalty(features, logits, labels, sizes).total
+        else:
+            penalty = nll.new_zeros(())
+        loss = nll + penalty
+
+        nll_value, penalty_value = nll.item(), penalty.item()
+        if not (math.isfinite(nll_value) and math.isfinite(penalty_value)):
+            raise NonFiniteLossError(
+                f"{type(self).__name__}: non-finite training loss (nll={nll_value}, "
+                f"penalty={penalty_value}); parameters were not updated. Lower lr or "
+                f"penalty_alpha/penalty_beta (now {self.hparams['penalty_alpha']}, "
+                f"{self.hparams['penalty_beta']}).")
+
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": nll_value + penalty_value, "nll": nll_value,
+                "penalty": penalty_value}
+
+    def predict(self, x):
+        return self.network(x)
+
+
+class HGP(HessianAlignment):
+    """Hessian-gradient-product alignment: ``A_e = H_e g_e`` (Hemati et al., 2023)."""
+
+    def make_curvature(self):
+        return alignment.HessianGradientProduct()
+
+
+class Hutchinson(HessianAlignment):
+    """Hessian-diagonal alignment with Hutchinson's estimator (Hemati et al., 2023).
+
+    ``A_e = (1/S) sum_s z_s * H_e z_s`` with S = ``hutchinson_samples`` fresh
+    Rademacher probes per domain and for the average loss; with
+    ``hutchinson_exact=True``, the exact diagonal instead (linear head only).
+    """
+
+    def make_curvature(self):
+        if self.hparams["hutchinson_exact"]:
+            if self.hparams["nonlinear_classifier"]:
+                raise ValueError(
+                    "Hutchinson: hutchinson_exact=True needs a linear head, but "
+                    "nonlinear_classifier=True; set one of them to false")
+            return alignment.ExactHessianDiagonal()
+        return alignment.HutchinsonDiagonal(
+            self.hparams["hutchinson_samples"], self.probe_generator,
+            chunk_size=self.hparams["hutchinson_chunk_size"])

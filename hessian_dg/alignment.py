@@ -1,0 +1,104 @@
+r"""The alignment penalty: which curvature quantity, and how domains are aligned.
+
+Objective (Hemati et al., ICCV 2023, as the authors run it in DomainBed):
+
+    loss = Lbar + (1/m) sum_e [ alpha ||A_e - sg(Abar)||^2 + beta ||g_e - sg(gbar)||^2 ]
+
+with ``g_e``/``A_e`` the head gradient and curvature quantity of domain e's loss,
+and ``gbar``/``Abar`` those of the *average* loss ``Lbar = (1/m) sum_e L_e``
+(not the mean of the per-domain quantities); ``sg`` is stop-gradient.
+
+Curvature quantities are sibling classes with one method, ``__call__(head)``,
+where ``head`` is a :class:`~hessian_dg.linear_softmax.LinearSoftmaxHead` (exact
+closed forms) or an :class:`~hessian_dg.autograd_head.AutogradHead` (double
+backprop):
+
+- :class:`HessianGradientProduct`: ``A = H g`` (HGP);
+- :class:`HutchinsonDiagonal`: ``A = (1/S) sum_s z_s * H z_s`` (Hutchinson);
+- :class:`ExactHessianDiagonal`: ``A = diag(H)``, the S -> infinity limit.
+
+Nothing here knows about DomainBed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+from hessian_dg import probes
+
+
+class HessianGradientProduct:
+    """``A = H g``; equals ``||g|| grad ||g||``, the paper's two-backward identity."""
+
+    def __call__(self, head) -> torch.Tensor:
+        return head.hessian_gradient_product()
+
+
+class ExactHessianDiagonal:
+    """``A = diag(H)``, exact: the zero-variance limit of Hutchinson's estimator."""
+
+    def __call__(self, head) -> torch.Tensor:
+        return head.hessian_diagonal()
+
+
+class HutchinsonDiagonal:
+    """``A = (1/S) sum_s z_s * (H z_s)``, ``z_s`` Rademacher: unbiased for diag(H).
+
+    Every call draws fresh probes from ``generator``, so each domain and the
+    average loss get independent probes, as in the authors' implementation.
+    """
+
+    def __init__(self, num_probes: int, generator: torch.Generator,
+                 chunk_size: Optional[int] = probes.DEFAULT_CHUNK_SIZE):
+        probes.chunk_sizes(num_probes, chunk_size)  # validates both
+        self.num_probes = num_probes
+        self.generator = generator
+        self.chunk_size = chunk_size
+
+    def __call__(self, head) -> torch.Tensor:
+        return head.hutchinson_diagonal(self.num_probes, self.generator,
+                                        chunk_size=self.chunk_size)
+
+
+def squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||a - b||^2`` summed over every entry."""
+    return (a - b).pow(2).sum()
+
+
+@dataclass
+class AlignmentPenalty:
+    """The penalty and its two terms, each already divided by m."""
+
+    total: torch.Tensor
+    curvature_term: torch.Tensor
+    gradient_term: torch.Tensor
+
+
+def alignment_penalty(domain_heads: Sequence, average_head, curvature,
+                      alpha: float, beta: float) -> AlignmentPenalty:
+    """``(1/m) sum_e [alpha ||A_e - sg(Abar)||^2 + beta ||g_e - sg(gbar)||^2]``.
+
+    ``domain_heads[e]`` describes domain e's loss and carries gradients;
+    ``average_head`` describes ``Lbar`` and is used as a constant target.
+    """
+    if len(domain_heads) == 0:
+        raise ValueError("alignment_penalty needs at least one domain")
+    target_gradient = average_head.gradient().detach()
+    target_curvature = curvature(average_head).detach() if alpha != 0 else None
+    curvature_term = 0.0
+    gradient_term = 0.0
+    for head in domain_heads:
+        if alpha != 0:
+            curvature_term = curvature_term + squared_distance(curvature(head),
+                                                               target_curvature)
+        if beta != 0:
+            gradient_term = gradient_term + squared_distance(head.gradient(),
+                                                             target_gradient)
+    m = len(domain_heads)
+    zero = target_gradient.new_zeros(())
+    curvature_term = alpha * curvature_term / m + zero
+    gradient_term = beta * gradient_term / m + zero
+    return AlignmentPenalty(curvature_term + gradient_term, curvature_term,
+                            gradient_term)

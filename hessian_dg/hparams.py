@@ -1,0 +1,173 @@
+"""Hyperparameters of HGP and Hutchinson, as data.
+
+One declaration per name: a default, a random distribution, and what values are
+allowed. Random draws follow DomainBed's scheme: the value of hparam ``name`` for
+``random_seed`` is drawn from ``np.random.RandomState(seed_hash(random_seed, name))``,
+so draws depend on neither declaration order nor the other hparams, and match the
+authors' registry for the same seeds.
+
+Registry (the authors' values; Hutchinson's defaults lie far outside its own
+random ranges, which is kept for fidelity):
+
+=============  ======================  ==========================  ============================
+algorithm      hparam                  default                     random
+=============  ======================  ==========================  ============================
+HGP            penalty_alpha (Hessian) 1e-4                        10^U(-5, -3)
+HGP            penalty_beta (gradient) 5e-3                        10^U(-3, -1)
+Hutchinson     penalty_alpha           1e-3                        10^U(1, 4)
+Hutchinson     penalty_beta            5e-3                        10^U(2, 6)
+Hutchinson     hutchinson_samples      300                         300
+Hutchinson     hutchinson_exact        False                       False
+Hutchinson     hutchinson_chunk_size   32                          32
+=============  ======================  ==========================  ============================
+
+Nothing here imports DomainBed.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping
+
+import numpy as np
+
+
+def seed_hash(*args) -> int:
+    """Integer seed derived from ``args``: ``md5(str(args)) mod 2^31``.
+
+    The same function as DomainBed's ``misc.seed_hash``, so per-name draws agree.
+
+    >>> seed_hash(0, "penalty_alpha") == seed_hash(0, "penalty_alpha")
+    True
+    """
+    digest = hashlib.md5(str(args).encode("utf-8")).hexdigest()
+    return int(digest, 16) % (2**31)
+
+
+# --- distributions -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogUniform:
+    """``10 ** U(low, high)``."""
+
+    low: float
+    high: float
+
+    def sample(self, rng: np.random.RandomState) -> float:
+        return float(10 ** rng.uniform(self.low, self.high))
+
+    def __str__(self) -> str:
+        return f"10^U({self.low:g}, {self.high:g})"
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """Always ``value``."""
+
+    value: Any
+
+    def sample(self, rng: np.random.RandomState) -> Any:
+        return self.value
+
+    def __str__(self) -> str:
+        return repr(self.value)
+
+
+# --- allowed values ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NonNegativeReal:
+    description = "a finite real number >= 0"
+
+    def accepts(self, value) -> bool:
+        return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                and math.isfinite(value) and value >= 0)
+
+
+@dataclass(frozen=True)
+class PositiveInt:
+    description = "an integer >= 1"
+
+    def accepts(self, value) -> bool:
+        return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                and value >= 1)
+
+
+@dataclass(frozen=True)
+class Boolean:
+    description = "true or false"
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, (bool, np.bool_))
+
+
+@dataclass(frozen=True)
+class HparamSpec:
+    """One hyperparameter: default, random distribution, allowed values."""
+
+    name: str
+    default: Any
+    distribution: Any
+    allowed: Any
+    doc: str
+
+    def random(self, random_seed: int) -> Any:
+        rng = np.random.RandomState(seed_hash(random_seed, self.name))
+        return self.distribution.sample(rng)
+
+
+def _penalty_weights(alpha_default, alpha_range, beta_default, beta_range):
+    return (
+        HparamSpec("penalty_alpha", alpha_default, LogUniform(*alpha_range),
+                   NonNegativeReal(), "alpha, weight of the curvature (Hessian) term"),
+        HparamSpec("penalty_beta", beta_default, LogUniform(*beta_range),
+                   NonNegativeReal(), "beta, weight of the gradient term"),
+    )
+
+
+#: algorithm name -> its hyperparameters, in declaration order.
+HPARAMS: Dict[str, tuple] = {
+    "HGP": _penalty_weights(1e-4, (-5, -3), 5e-3, (-3, -1)),
+    "Hutchinson": _penalty_weights(1e-3, (1, 4), 5e-3, (2, 6)) + (
+        HparamSpec("hutchinson_samples", 300, Fixed(300), PositiveInt(),
+                   "S, Rademacher probes per domain and for the average loss"),
+        HparamSpec("hutchinson_exact", False, Fixed(False), Boolean(),
+                   "use the exact Hessian diagonal (S -> infinity) instead of "
+                   "the estimate; linear heads only"),
+        HparamSpec("hutchinson_chunk_size", 32, Fixed(32), PositiveInt(),
+                   "probes evaluated at once; bounds memory, not the result's law"),
+    ),
+}
+
+
+def _specs(algorithm: str) -> tuple:
+    try:
+        return HPARAMS[algorithm]
+    except KeyError:
+        raise ValueError(f"unknown algorithm {algorithm!r}; hessian-dg defines "
+                         f"{sorted(HPARAMS)}") from None
+
+
+def default_hparams(algorithm: str) -> Dict[str, Any]:
+    """The algorithm's own hparams at their defaults."""
+    return {spec.name: spec.default for spec in _specs(algorithm)}
+
+
+def random_hparams(algorithm: str, random_seed: int) -> Dict[str, Any]:
+    """The algorithm's own hparams drawn for ``random_seed`` (DomainBed's scheme)."""
+    return {spec.name: spec.random(random_seed) for spec in _specs(algorithm)}
+
+
+def validate_hparams(algorithm: str, hparams: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first hparam that is missing or not allowed."""
+    for spec in _specs(algorithm):
+        if spec.name not in hparams:
+            raise ValueError(f"{algorithm}: missing hparam {spec.name!r} ({spec.doc}); "
+                             f"default is {spec.default!r}")
+        value = hparams[spec.name]
+        if not spec.allowed.accepts(value):
+            raise ValueError(f"{algorithm}: hparam {spec.name}={value!r} "
+                             f"({type(value).__name__}) is not allowed; expected "
+                             f"{spec.allowed.description}")
