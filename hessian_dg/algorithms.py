@@ -78,14 +78,13 @@ class HessianAlignment(domainbed_algorithms.Algorithm):
 
     def _penalty(self, features, logits, labels, sizes):
         """The alignment penalty for domains of ``sizes`` stacked in the batch."""
-        m = len(sizes)
         domain_heads = [
             self._head(f, z, y) for f, z, y in zip(features.split(sizes),
                                                    logits.split(sizes),
                                                    labels.split(sizes))]
         # The average loss (1/m) sum_e L_e weighs each example of domain e by
         # 1/(m n_e). Its quantities are targets: built on detached inputs.
-        weights = torch.cat([features.new_full((n,), 1.0 / (m * n)) for n in sizes])
+        weights = alignment.average_loss_weights(sizes, features)
         detached = features.detach()
         average_logits = (logits.detach() if self.is_linear_head
                           else self.classifier(detached))

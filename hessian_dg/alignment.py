@@ -62,6 +62,16 @@ class HutchinsonDiagonal:
                                         chunk_size=self.chunk_size)
 
 
+def average_loss_weights(sizes: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    """Per-example weights of ``Lbar = (1/m) sum_e mean_{n in e} CE_n``: ``1/(m n_e)``.
+
+    >>> average_loss_weights([2, 1], torch.zeros(1)).tolist()
+    [0.25, 0.25, 0.5]
+    """
+    m = len(sizes)
+    return torch.cat([like.new_full((n,), 1.0 / (m * n)) for n in sizes])
+
+
 def squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``||a - b||^2`` summed over every entry."""
     return (a - b).pow(2).sum()

@@ -50,10 +50,10 @@ def chunk_sizes(num_probes: int, chunk_size: Optional[int]) -> list:
     >>> chunk_sizes(70, 32)
     [32, 32, 6]
     """
-    if not isinstance(num_probes, int) or num_probes < 1:
+    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
         raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
     size = num_probes if chunk_size is None else chunk_size
-    if not isinstance(size, int) or size < 1:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     full, rest = divmod(num_probes, size)
     return [size] * full + ([rest] if rest else [])

@@ -1,0 +1,79 @@
+"""Rademacher probes and the checkpointed probe mean."""
+import pytest
+import torch
+
+from hessian_dg import probes
+from hessian_dg.linear_softmax import LinearSoftmaxHead
+
+
+def test_rademacher_is_plus_minus_one_and_balanced():
+    z = probes.rademacher((200, 50), torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert set(z.unique().tolist()) == {-1.0, 1.0}
+    # 10,000 fair signs: the mean is within 4 standard errors (0.04) of 0.
+    assert abs(float(z.mean())) < 0.04
+
+
+def test_rademacher_depends_only_on_the_generator_state():
+    a = probes.rademacher((7, 3), torch.Generator().manual_seed(5))
+    b = probes.rademacher((7, 3), torch.Generator().manual_seed(5))
+    c = probes.rademacher((7, 3), torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("num, chunk, expected", [
+    (70, 32, [32, 32, 6]), (64, 32, [32, 32]), (5, None, [5]), (3, 10, [3]),
+])
+def test_chunk_sizes(num, chunk, expected):
+    assert probes.chunk_sizes(num, chunk) == expected
+
+
+@pytest.mark.parametrize("num, chunk", [(0, 4), (-3, 4), (True, 4), (2.0, 4), (8, 0)])
+def test_chunk_sizes_rejects_bad_counts(num, chunk):
+    with pytest.raises(ValueError, match="must be a positive int"):
+        probes.chunk_sizes(num, chunk)
+
+
+def _head(requires_grad):
+    g = torch.Generator().manual_seed(2)
+    features = torch.randn(9, 4, generator=g, dtype=torch.float64,
+                           requires_grad=requires_grad)
+    weight = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=requires_grad)
+    labels = torch.randint(0, 3, (9,), generator=g)
+    return LinearSoftmaxHead.from_logits(features, features @ weight.t(), labels), \
+        (features, weight)
+
+
+def _estimate_and_grads(recompute, chunk_size):
+    head, leaves = _head(True)
+
+    def probe_sum(z):
+        return (z * head.hvp(z)).sum(dim=0)
+
+    estimate = probes.rademacher_probe_mean(
+        probe_sum, head.shape, 20, torch.Generator().manual_seed(11),
+        dtype=torch.float64, chunk_size=chunk_size, recompute=recompute)
+    weights = torch.linspace(-1, 1, estimate.numel(), dtype=torch.float64)
+    grads = torch.autograd.grad((estimate.reshape(-1) * weights).sum(), leaves)
+    return estimate.detach(), grads
+
+
+def test_recomputed_chunks_regenerate_the_same_probes():
+    """Checkpointing regenerates each chunk's probes: value and gradients are those
+    of keeping every probe in the graph."""
+    kept, kept_grads = _estimate_and_grads(recompute=False, chunk_size=8)
+    recomputed, recomputed_grads = _estimate_and_grads(recompute=True, chunk_size=8)
+    assert torch.equal(kept, recomputed)
+    for a, b in zip(kept_grads, recomputed_grads):
+        assert (a - b).abs().max() < 1e-12
+
+
+def test_probe_mean_is_the_mean_of_its_probes():
+    """With fn = identity-sum, the probe mean is the average probe, entries in [-1, 1]
+    on a grid of 2/S, and reproducible from the generator."""
+    mean_a = probes.rademacher_probe_mean(lambda z: z.sum(0), (6,), 10,
+                                          torch.Generator().manual_seed(3), chunk_size=4)
+    mean_b = probes.rademacher_probe_mean(lambda z: z.sum(0), (6,), 10,
+                                          torch.Generator().manual_seed(3), chunk_size=4)
+    assert torch.equal(mean_a, mean_b)
+    steps = (mean_a * 10 + 10) / 2
+    assert torch.allclose(steps, steps.round()) and mean_a.abs().max() <= 1
