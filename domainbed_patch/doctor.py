@@ -1,0 +1,72 @@
+"""``hessian-dg doctor``: what this environment has, and what to do about what it lacks."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+from domainbed_patch import locate, validation
+
+
+def _line(ok: bool, text: str) -> str:
+    return f"  [{'ok' if ok else '!!'}] {text}"
+
+
+def report(data_dir: str = "") -> tuple:
+    """(lines, healthy) describing versions, DomainBed, the plugin and the datasets."""
+    import torch
+    import hessian_dg
+    from domainbed_patch import startup
+
+    lines = [f"hessian-dg {hessian_dg.__version__}, Python {platform.python_version()}"]
+    try:
+        import torchvision
+        vision = torchvision.__version__
+    except ImportError:
+        vision = "not installed (pip install 'hessian-dg[domainbed]')"
+    lines.append(f"  torch {torch.__version__}, torchvision {vision}")
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        lines.append(_line(True, f"CUDA {torch.version.cuda}: {names}"))
+    else:
+        lines.append(_line(True, "CUDA: not available, training runs on the CPU"))
+
+    healthy = True
+    try:
+        where = locate.ensure_domainbed_importable()
+    except locate.DomainBedNotFoundError as error:
+        lines.append(_line(False, str(error)))
+        return lines, False
+    pinned = where.commit == locate.PINNED_COMMIT
+    lines.append(_line(True, f"DomainBed at {where.root} (found: {where.how})"))
+    lines.append(_line(pinned, f"commit {where.commit or 'unknown'}"
+                       + ("" if pinned else f"; hessian-dg is tested at {locate.PINNED_COMMIT}")))
+    hooked = any(isinstance(f, startup.RegistrationHook) for f in sys.meta_path)
+    if startup.disabled():
+        lines.append(_line(False, f"plugin switched off by {startup.DISABLE_VARIABLE}"))
+        healthy = False
+    else:
+        lines.append(_line(hooked, "start-up hook installed" if hooked else
+                           "start-up hook missing: reinstall with pip install -e ."))
+        healthy = healthy and hooked
+        from domainbed import algorithms
+        registered = all(n in algorithms.ALGORITHMS for n in ("HGP", "Hutchinson"))
+        lines.append(_line(registered, "HGP and Hutchinson in DomainBed's registry"))
+        healthy = healthy and registered
+
+    lines.append(f"datasets under --data_dir {data_dir or '(not given)'}:")
+    for dataset, (folder, _) in validation.DATASET_FOLDERS.items():
+        present = bool(data_dir) and os.path.isdir(os.path.join(data_dir, folder))
+        text = f"{dataset:<15} {folder + '/':<17}"
+        if not present:
+            text += " missing; get it with: " + validation.download_command(
+                dataset, data_dir or "DATA_DIR")
+        lines.append(_line(present, text))
+    lines.append(_line(True, "Debug28, Debug224: synthetic, no download needed"))
+    return lines, healthy
+
+
+def main(args) -> int:
+    lines, healthy = report(args.data_dir or "")
+    print("\n".join(lines))
+    return 0 if healthy else 1

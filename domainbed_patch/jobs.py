@@ -1,0 +1,135 @@
+"""The jobs of a sweep: DomainBed's expansion and folder hashing, plus a failed state.
+
+Jobs are expanded by DomainBed's own ``sweep.make_args_list`` and named by its
+``sweep.Job`` (a hash of the arguments), so a sweep launched here and one launched
+with ``python -m domainbed.scripts.sweep`` with the same arguments share folders.
+Per job, the protocol's fixed hparams (:mod:`domainbed_patch.protocol`) and the
+preset's ``[hparams]`` are merged into ``--hparams``.
+
+States: done (``done`` marker), failed (``failed`` marker written by
+:mod:`domainbed_patch.job_runner`), incomplete (folder without either: running,
+or killed), not launched (no folder).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from domainbed_patch import protocol as protocols
+
+DONE, FAILED, INCOMPLETE, NOT_LAUNCHED = "done", "failed", "incomplete", "not launched"
+STATES = (DONE, FAILED, INCOMPLETE, NOT_LAUNCHED)
+FAILED_MARKER = "failed"
+ERROR_LOG = "err.txt"
+
+
+@dataclass
+class SweepJob:
+    """One training run: DomainBed's train arguments and where it writes."""
+
+    train_args: dict
+    output_dir: Path
+
+    @property
+    def state(self) -> str:
+        if (self.output_dir / "done").exists():
+            return DONE
+        if (self.output_dir / FAILED_MARKER).exists():
+            return FAILED
+        return INCOMPLETE if self.output_dir.exists() else NOT_LAUNCHED
+
+    def train_argv(self) -> List[str]:
+        """``--key value`` flags of DomainBed's train, in sorted key order."""
+        argv = []
+        for key, value in sorted(self.train_args.items()):
+            argv.append(f"--{key}")
+            if isinstance(value, list):
+                argv.extend(str(v) for v in value)
+            else:
+                argv.append(str(value))
+        return argv
+
+    def command(self) -> List[str]:
+        """The job as an argv: DomainBed's train behind the failure-recording runner."""
+        return [sys.executable, "-m", "domainbed_patch.job_runner", *self.train_argv()]
+
+    def last_error_line(self) -> str:
+        """Last non-empty line of the job's error log ('' if none)."""
+        for name in (FAILED_MARKER, ERROR_LOG):
+            path = self.output_dir / name
+            if path.exists():
+                lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
+                if lines:
+                    return lines[-1].strip()
+        return ""
+
+    def describe(self) -> str:
+        a = self.train_args
+        return (f"{a['dataset']} {a['algorithm']} test_envs={a['test_envs']} "
+                f"hparams_seed={a['hparams_seed']} trial_seed={a['trial_seed']}")
+
+
+def make_jobs(preset) -> List[SweepJob]:
+    """Expand a :class:`~domainbed_patch.presets.SweepPreset` into jobs."""
+    from domainbed.scripts import sweep as domainbed_sweep
+
+    data_dir = os.path.abspath(preset.data_dir) if preset.data_dir else ""
+    output_dir = os.path.abspath(preset.output_dir)
+    args_list = domainbed_sweep.make_args_list(
+        n_trials=preset.n_trials, dataset_names=list(preset.datasets),
+        algorithms=list(preset.algorithms), n_hparams_from=preset.n_hparams_from,
+        n_hparams=preset.n_hparams, steps=preset.steps, data_dir=data_dir,
+        task=preset.task, holdout_fraction=preset.holdout_fraction,
+        single_test_envs=preset.single_test_envs, hparams=None)
+    jobs = []
+    for train_args in args_list:
+        fixed = protocols.protocol_hparams(
+            preset.protocol, train_args["dataset"], train_args["algorithm"],
+            train_args["hparams_seed"], train_args["trial_seed"])
+        fixed.update(preset.hparams)
+        if fixed:
+            train_args["hparams"] = json.dumps(fixed, sort_keys=True)
+        job = domainbed_sweep.Job(train_args, output_dir)
+        jobs.append(SweepJob(job.train_args, Path(job.output_dir)))
+    return jobs
+
+
+def job_hparams(job: SweepJob) -> dict:
+    """The hparams DomainBed's train will use for this job (registry, then --hparams)."""
+    from domainbed import hparams_registry
+    from hessian_dg.hparams import seed_hash
+
+    a = job.train_args
+    if a["hparams_seed"] == 0:
+        hparams = hparams_registry.default_hparams(a["algorithm"], a["dataset"])
+    else:
+        hparams = hparams_registry.random_hparams(
+            a["algorithm"], a["dataset"], seed_hash(a["hparams_seed"], a["trial_seed"]))
+    hparams.update(json.loads(a.get("hparams") or "{}"))
+    return hparams
+
+
+def count_states(jobs) -> "collections.Counter":
+    return collections.Counter(job.state for job in jobs)
+
+
+def summary_line(jobs) -> str:
+    counts = count_states(jobs)
+    return f"{len(jobs)} jobs: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES)
+
+
+def find_jobs(jobs, state: str) -> List[SweepJob]:
+    return [job for job in jobs if job.state == state]
+
+
+def default_steps(dataset: str, steps: Optional[int]) -> int:
+    """Steps a job of ``dataset`` runs: the preset's, else DomainBed's N_STEPS."""
+    if steps is not None:
+        return steps
+    from domainbed import datasets
+    return datasets.get_dataset_class(dataset).N_STEPS

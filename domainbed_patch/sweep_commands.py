@@ -1,0 +1,186 @@
+"""``hessian-dg sweep plan|launch|status|delete_incomplete`` on a preset."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from domainbed_patch import jobs as sweep_jobs
+from domainbed_patch import launchers, presets, protocol, validation
+
+#: DomainBed sweep flags -> preset fields (flags keep DomainBed's names).
+FLAG_FIELDS = ("datasets", "algorithms", "n_hparams_from", "n_hparams", "n_trials",
+               "steps", "output_dir", "data_dir", "holdout_fraction")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("command", choices=["plan", "launch", "status", "delete_incomplete"])
+    parser.add_argument("preset", nargs="?", default=presets.DEFAULT_PRESET,
+                        help="a preset name from sweeps/ or a .toml path (default: smoke)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override any preset field (TOML value)")
+    parser.add_argument("--datasets", nargs="+")
+    parser.add_argument("--algorithms", nargs="+")
+    for name in ("n_hparams_from", "n_hparams", "n_trials", "steps"):
+        parser.add_argument(f"--{name}", type=int)
+    parser.add_argument("--holdout_fraction", type=float)
+    parser.add_argument("--output_dir")
+    parser.add_argument("--data_dir")
+    parser.add_argument("--hparams", help="JSON object merged into the preset's [hparams]")
+    parser.add_argument("--command_launcher", help="launcher name (overrides [launcher] name)")
+    parser.add_argument("--seconds_per_step", type=float,
+                        help="plan: seconds per training step, for the compute estimate")
+    parser.add_argument("--skip_confirmation", action="store_true")
+    parser.add_argument("--no_collect", action="store_true",
+                        help="launch: do not print DomainBed's results table at the end")
+
+
+def _toml(value) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def overrides_from_args(args) -> List[str]:
+    overrides = list(args.overrides)
+    for name in FLAG_FIELDS:
+        value = getattr(args, name)
+        if value is not None:
+            overrides.append(f"{name}={_toml(value)}")
+    for key, value in validation.parse_hparams_json(args.hparams).items():
+        overrides.append(f"hparams.{key}={_toml(value)}")
+    if args.command_launcher:
+        overrides.append(f"launcher.name={_toml(args.command_launcher)}")
+    return overrides
+
+
+def load(args):
+    """The preset with overrides, validated against DomainBed's names."""
+    from domainbed import algorithms, datasets
+    preset = presets.load_preset(args.preset, overrides_from_args(args),
+                                 known_datasets=datasets.DATASETS,
+                                 known_algorithms=algorithms.ALGORITHMS)
+    launchers.get_launcher(preset.launcher.get("name", "local"))
+    return preset
+
+
+def check_jobs(preset, jobs) -> None:
+    """Everything that can be wrong before a job starts, per (algorithm, dataset)."""
+    for dataset in preset.datasets:
+        validation.check_data_dir(dataset, preset.data_dir)
+        for algorithm in preset.algorithms:
+            validation.check_hparams(algorithm, dataset, dict(preset.hparams))
+    checked = set()
+    for job in jobs:
+        a = job.train_args
+        if a["dataset"] not in validation.NO_DATA_NEEDED:
+            continue  # split sizes unknown without the data; DomainBed's are large
+        key = (a["dataset"], a["algorithm"], tuple(a["test_envs"]), a["hparams_seed"],
+               a["trial_seed"])
+        if key not in checked:
+            checked.add(key)
+            validation.check_batch_size(a["dataset"], a["test_envs"],
+                                        a["holdout_fraction"], sweep_jobs.job_hparams(job))
+
+
+def plan(preset, jobs, seconds_per_step: Optional[float]) -> None:
+    print(f"Preset {preset.name} ({preset.source}): {preset.description}")
+    print(protocol.describe(preset.protocol))
+    counts = collections.Counter((j.train_args["dataset"], j.train_args["algorithm"])
+                                 for j in jobs)
+    width = max(len(a) for a in preset.algorithms)
+    print(f"\n{'dataset':<16}" + "".join(f"{a:>{width + 2}}" for a in preset.algorithms)
+          + f"{'jobs':>8}{'steps/job':>11}")
+    total_steps = 0
+    for dataset in preset.datasets:
+        row = [counts[(dataset, a)] for a in preset.algorithms]
+        steps = sweep_jobs.default_steps(dataset, preset.steps)
+        total_steps += sum(row) * steps
+        print(f"{dataset:<16}" + "".join(f"{n:>{width + 2}}" for n in row)
+              + f"{sum(row):>8}{steps:>11}")
+    print(f"\n{len(jobs)} jobs, {total_steps:,} training steps "
+          f"({preset.n_hparams - preset.n_hparams_from} hparams x {preset.n_trials} trials "
+          f"x test environments x algorithms)")
+    if seconds_per_step:
+        hours = total_steps * seconds_per_step / 3600
+        print(f"compute: {hours:,.0f} GPU-hours at {seconds_per_step} s/step "
+              f"(evaluation adds DomainBed's checkpoint passes on top)")
+    print(sweep_jobs.summary_line(jobs))
+
+
+def status(jobs) -> None:
+    for state in (sweep_jobs.FAILED, sweep_jobs.INCOMPLETE):
+        for job in sweep_jobs.find_jobs(jobs, state):
+            line = f"{state}: {job.output_dir} ({job.describe()})"
+            if state == sweep_jobs.FAILED:
+                line += f"\n    last error line: {job.last_error_line()}"
+            print(line)
+    print(sweep_jobs.summary_line(jobs))
+
+
+def _confirm(message: str, skip: bool) -> bool:
+    if skip or not sys.stdin.isatty():
+        return True
+    return input(f"{message} (y/n) ").strip().lower().startswith("y")
+
+
+def collect(output_dir) -> None:
+    from domainbed_patch.domainbed_scripts import run_domainbed_script
+    run_domainbed_script("collect_results", ["--input_dir", str(output_dir)])
+
+
+def launch(preset, jobs, args) -> int:
+    to_launch = sweep_jobs.find_jobs(jobs, sweep_jobs.NOT_LAUNCHED)
+    print(f"{sweep_jobs.summary_line(jobs)}; launching {len(to_launch)}.")
+    if to_launch:
+        if len(to_launch) > 50 and not _confirm(f"Launch {len(to_launch)} jobs?",
+                                               args.skip_confirmation):
+            print("Nothing launched.")
+            return 1
+        for job in to_launch:
+            job.output_dir.mkdir(parents=True, exist_ok=True)
+        name = preset.launcher.get("name", "local")
+        log_dir = Path(preset.launcher.get("log_dir") or
+                       Path(preset.output_dir) / "submitit_logs")
+        launchers.get_launcher(name)(to_launch, preset.launcher, log_dir)
+        if name not in launchers.BLOCKING:
+            return 0
+    status(jobs)
+    if not args.no_collect and any(j.state == sweep_jobs.DONE for j in jobs):
+        collect(preset.output_dir)
+    return 1 if sweep_jobs.find_jobs(jobs, sweep_jobs.FAILED) else 0
+
+
+def delete_incomplete(jobs, args) -> int:
+    stale = [j for j in jobs if j.state in (sweep_jobs.INCOMPLETE, sweep_jobs.FAILED)]
+    print(f"About to delete {len(stale)} incomplete or failed jobs.")
+    if stale and not _confirm("Delete them?", args.skip_confirmation):
+        return 1
+    for job in stale:
+        shutil.rmtree(job.output_dir)
+    print(f"Deleted {len(stale)} jobs.")
+    return 0
+
+
+def run(args) -> int:
+    preset = load(args)
+    jobs = sweep_jobs.make_jobs(preset)
+    if args.command == "plan":
+        plan(preset, jobs, args.seconds_per_step)
+        return 0
+    if args.command == "status":
+        status(jobs)
+        return 0
+    if args.command == "delete_incomplete":
+        return delete_incomplete(jobs, args)
+    check_jobs(preset, jobs)
+    os.makedirs(preset.output_dir, exist_ok=True)
+    return launch(preset, jobs, args)

@@ -1,0 +1,142 @@
+"""Checks run before any job starts, with one-line errors that name the valid choices.
+
+Also the guard against a DomainBed trap: its train loops forever, silently, when
+``batch_size`` exceeds a training split (its infinite sampler drops incomplete
+batches and so never yields one). Debug datasets hold 16 examples per environment,
+and their default batch size is 64.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Iterable, Optional
+
+from hessian_dg import hparams as plugin_hparams
+
+
+class UsageError(ValueError):
+    """Bad input from the command line or a preset."""
+
+
+#: dataset -> (folder under --data_dir, DomainBed download function), data as data.
+DATASET_FOLDERS: Dict[str, tuple] = {
+    "ColoredMNIST": ("MNIST", "download_mnist"),
+    "RotatedMNIST": ("MNIST", "download_mnist"),
+    "VLCS": ("VLCS", "download_vlcs"),
+    "PACS": ("PACS", "download_pacs"),
+    "OfficeHome": ("office_home", "download_office_home"),
+    "TerraIncognita": ("terra_incognita", "download_terra_incognita"),
+    "DomainNet": ("domain_net", "download_domain_net"),
+    "SVIRO": ("sviro", "download_sviro"),
+}
+NO_DATA_NEEDED = ("Debug28", "Debug224")
+
+
+def download_command(dataset: str, data_dir: str) -> str:
+    folder, function = DATASET_FOLDERS.get(dataset, (None, None))
+    if function is None:
+        return f"python -m domainbed.scripts.download --data_dir {data_dir}  (all datasets)"
+    return (f"python -c \"from domainbed.scripts.download import {function}; "
+            f"{function}('{data_dir}')\"")
+
+
+def check_names(kind: str, names: Iterable[str], valid: Iterable[str]) -> None:
+    valid = list(valid)
+    for name in names:
+        if name not in valid:
+            raise UsageError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid)}")
+
+
+def parse_hparams_json(text: Optional[str]) -> dict:
+    """``--hparams`` as a dict; error on malformed JSON or a non-object."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--hparams is not valid JSON ({error}): {text!r}; expected an "
+                         "object such as '{\"lr\": 1e-4, \"batch_size\": 16}'") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"--hparams must be a JSON object, got {type(value).__name__}: "
+                         f"{text!r}")
+    return value
+
+
+def _type_name(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    return type(value).__name__
+
+
+def _compatible(default, value) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return True
+
+
+def check_hparams(algorithm: str, dataset: str, overrides: dict) -> dict:
+    """Types of ``overrides`` against the registry's defaults; plugin hparams' domains.
+
+    Returns the merged default hparams. Names the registry does not declare pass
+    (DomainBed's networks read some undeclared ones, e.g. ``mlp_width``).
+    """
+    from domainbed import hparams_registry
+    merged = hparams_registry.default_hparams(algorithm, dataset)
+    for key, value in overrides.items():
+        if key in merged and not _compatible(merged[key], value):
+            raise UsageError(
+                f"hparam {key}={value!r} is a {_type_name(value)}, but {algorithm} on "
+                f"{dataset} expects a {_type_name(merged[key])} (default {merged[key]!r})")
+    merged.update(overrides)
+    if algorithm in plugin_hparams.HPARAMS:
+        try:
+            plugin_hparams.validate_hparams(algorithm, merged)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    return merged
+
+
+def check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
+    if dataset in NO_DATA_NEEDED:
+        return
+    folder = DATASET_FOLDERS.get(dataset, (None,))[0]
+    target = os.path.join(data_dir, folder) if (data_dir and folder) else data_dir
+    if not data_dir or not os.path.isdir(target):
+        where = (f"--data_dir {data_dir!r} holds no {folder}/" if data_dir
+                 else "--data_dir is missing")
+        raise UsageError(f"dataset {dataset} needs its data: {where}. Get it with: "
+                         f"{download_command(dataset, data_dir or 'DATA_DIR')}")
+
+
+def smallest_training_split(dataset: str, test_envs, holdout_fraction: float,
+                            hparams: dict) -> Optional[int]:
+    """Examples in the smallest training in-split, for datasets whose size is known
+    without data (the Debug ones); None otherwise."""
+    if dataset not in NO_DATA_NEEDED:
+        return None
+    from domainbed import datasets
+    env_sizes = [len(env) for env in datasets.get_dataset_class(dataset)("", [], hparams)]
+    sizes = [n - int(n * holdout_fraction) for i, n in enumerate(env_sizes)
+             if i not in test_envs]
+    return min(sizes) if sizes else None
+
+
+def check_batch_size(dataset: str, test_envs, holdout_fraction: float, hparams: dict) -> None:
+    size = smallest_training_split(dataset, test_envs, holdout_fraction, hparams)
+    batch = hparams.get("batch_size")
+    if size is not None and batch is not None and batch > size:
+        raise UsageError(
+            f"batch_size {batch} exceeds the {size} examples of a training split of "
+            f"{dataset} (holdout_fraction {holdout_fraction}): DomainBed's train would "
+            f"wait forever for a full batch. Pass --hparams '{{\"batch_size\": {size}}}' "
+            f"or smaller")
