@@ -63,8 +63,10 @@ def train(argv: List[str]) -> int:
             args.algorithm, args.dataset, seed_hash(args.hparams_seed, args.trial_seed))
     hparams.update(overrides)
     validation.check_batch_size(args.dataset, args.test_envs, args.holdout_fraction, hparams)
-    from domainbed_patch.domainbed_scripts import run_domainbed_script
-    return run_domainbed_script("train", argv)
+    # A process of its own: DomainBed's train leaves its data-loader workers running,
+    # which is harmless only when the process ends with it.
+    import subprocess
+    return subprocess.run([sys.executable, "-m", "domainbed.scripts.train", *argv]).returncode
 
 
 def collect(argv: List[str]) -> int:

@@ -86,6 +86,9 @@ def make_jobs(preset) -> List[SweepJob]:
         n_hparams=preset.n_hparams, steps=preset.steps, data_dir=data_dir,
         task=preset.task, holdout_fraction=preset.holdout_fraction,
         single_test_envs=preset.single_test_envs, hparams=None)
+    if preset.test_envs:
+        wanted = {tuple(e) for e in preset.test_envs}
+        args_list = [a for a in args_list if tuple(a["test_envs"]) in wanted]
     jobs = []
     for train_args in args_list:
         fixed = protocols.protocol_hparams(

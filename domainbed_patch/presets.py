@@ -50,6 +50,9 @@ FIELDS: Dict[str, tuple] = {
     "steps": (lambda v: v is None or (_is_int(v) and v >= 1),
               "an integer >= 1 (omit for DomainBed's per-dataset default)", None),
     "single_test_envs": (lambda v: isinstance(v, bool), "true or false", True),
+    "test_envs": (lambda v: isinstance(v, list) and all(
+        isinstance(e, list) and all(_is_int(i) and i >= 0 for i in e) for e in v),
+        "a list of test-environment lists, e.g. [[0], [1]] (omit for all)", []),
     "holdout_fraction": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
                          and 0 < v < 1, "a number in (0, 1)", 0.2),
     "protocol": (lambda v: v in PROTOCOLS, f"one of {list(PROTOCOLS)}", "paper"),
@@ -91,6 +94,7 @@ class SweepPreset:
     n_trials: int = 3
     steps: Optional[int] = None
     single_test_envs: bool = True
+    test_envs: tuple = ()
     holdout_fraction: float = 0.2
     protocol: str = "paper"
     task: str = "domain_generalization"
@@ -192,4 +196,5 @@ def load_preset(name_or_path: str = DEFAULT_PRESET, overrides: Sequence[str] = (
                       known_algorithms)
     filled["datasets"] = tuple(filled["datasets"])
     filled["algorithms"] = tuple(filled["algorithms"])
+    filled["test_envs"] = tuple(tuple(e) for e in filled["test_envs"])
     return SweepPreset(name=path.stem, source=str(path), **filled)

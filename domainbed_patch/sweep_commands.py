@@ -28,6 +28,8 @@ def add_arguments(parser) -> None:
     for name in ("n_hparams_from", "n_hparams", "n_trials", "steps"):
         parser.add_argument(f"--{name}", type=int)
     parser.add_argument("--holdout_fraction", type=float)
+    parser.add_argument("--test_envs", type=int, nargs="+",
+                        help="only jobs with exactly these test environments")
     parser.add_argument("--output_dir")
     parser.add_argument("--data_dir")
     parser.add_argument("--hparams", help="JSON object merged into the preset's [hparams]")
@@ -57,6 +59,8 @@ def overrides_from_args(args) -> List[str]:
             overrides.append(f"{name}={_toml(value)}")
     for key, value in validation.parse_hparams_json(args.hparams).items():
         overrides.append(f"hparams.{key}={_toml(value)}")
+    if args.test_envs is not None:
+        overrides.append(f"test_envs=[{_toml(args.test_envs)}]")
     if args.command_launcher:
         overrides.append(f"launcher.name={_toml(args.command_launcher)}")
     return overrides

@@ -1,0 +1,79 @@
+"""``hessian-dg``: bad input fails in one line, before any job starts."""
+import pytest
+
+from domainbed_patch import cli
+from tests.conftest import requires_domainbed
+
+pytestmark = [requires_domainbed, pytest.mark.integration]
+
+TRAIN = ["train", "--dataset", "Debug28", "--algorithm", "HGP", "--steps", "1"]
+SWEEP = ["sweep", "launch", "smoke"]
+
+BAD_INPUT = {
+    "train-unknown-algorithm": (["train", "--dataset", "Debug28", "--algorithm", "HPG"],
+                                ["unknown algorithm 'HPG'", "HGP", "Hutchinson", "ERM"]),
+    "train-unknown-dataset": (["train", "--dataset", "Debug29", "--algorithm", "HGP"],
+                              ["unknown dataset 'Debug29'", "Debug28", "PACS"]),
+    "train-malformed-json": (TRAIN + ["--hparams", "{batch_size: 8"],
+                             ["--hparams is not valid JSON", "{batch_size: 8"]),
+    "train-json-not-object": (TRAIN + ["--hparams", "[8]"], ["must be a JSON object"]),
+    "train-wrong-type": (TRAIN + ["--hparams", '{"batch_size": "8"}'],
+                         ["hparam batch_size='8' is a str", "expects a int"]),
+    "train-plugin-domain": (TRAIN + ["--hparams", '{"batch_size": 8, "penalty_beta": -1}'],
+                            ["penalty_beta=-1", "a finite real number >= 0"]),
+    "train-missing-data-dir": (["train", "--dataset", "PACS", "--algorithm", "HGP"],
+                               ["dataset PACS needs its data", "--data_dir is missing",
+                                "download_pacs"]),
+    "train-batch-hangs": (TRAIN, ["batch_size 64 exceeds the 13 examples", "Debug28",
+                                  "batch_size\": 13"]),
+    "train-test-env-range": (TRAIN + ["--test_envs", "5"], ["--test_envs [5] out of range"]),
+    "sweep-unknown-algorithm": (SWEEP + ["--algorithms", "ERM", "HPG"],
+                                ["unknown ['HPG']", "valid names are", "Hutchinson"]),
+    "sweep-unknown-dataset": (SWEEP + ["--datasets", "PAC"], ["unknown ['PAC']", "PACS"]),
+    "sweep-malformed-json": (SWEEP + ["--hparams", "{'lr': 1}"], ["not valid JSON"]),
+    "sweep-wrong-type": (SWEEP + ["--hparams", '{"lr": "fast"}'],
+                         ["hparam lr='fast' is a str", "expects a float"]),
+    "sweep-missing-data-dir": (SWEEP + ["--datasets", "VLCS"],
+                               ["dataset VLCS needs its data", "download_vlcs"]),
+    "sweep-batch-hangs": (SWEEP + ["--hparams", '{"batch_size": 64}'],
+                          ["batch_size 64 exceeds the 13 examples"]),
+    "sweep-unknown-preset": (["sweep", "plan", "smok"], ["unknown preset 'smok'",
+                                                         "paper_domainbed", "smoke"]),
+    "sweep-unknown-key": (["sweep", "plan", "--set", "n_trial=2"],
+                          ["smoke.toml", "unknown key(s) ['n_trial']", "n_trials"]),
+    "sweep-bad-type": (["sweep", "plan", "--set", "n_trials='3'"],
+                       ["smoke.toml", "n_trials = '3' is not valid", "an integer >= 1"]),
+    "sweep-unknown-launcher": (SWEEP + ["--command_launcher", "slurmm"],
+                               ["unknown launcher 'slurmm'", "local_parallel", "slurm"]),
+    "sweep-bad-protocol": (["sweep", "plan", "--set", "protocol='old'"],
+                           ["protocol = 'old' is not valid", "'paper', 'upstream'"]),
+}
+
+
+@pytest.mark.parametrize("argv, needles", list(BAD_INPUT.values()), ids=list(BAD_INPUT))
+def test_bad_input_is_one_line_naming_the_valid_choices(argv, needles, capsys, tmp_path):
+    argv = argv + (["--output_dir", str(tmp_path / "out")] if argv[0] != "sweep" or
+                   argv[1] != "plan" else [])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hessian-dg: error: ") and "\n" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_doctor_names_domainbed_commit_and_datasets(capsys, tmp_path):
+    (tmp_path / "PACS").mkdir()
+    assert cli.main(["doctor", "--data_dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    from domainbed_patch.locate import PINNED_COMMIT
+    assert f"commit {PINNED_COMMIT}" in out and "HGP and Hutchinson" in out
+    assert "[ok] PACS" in out and "[!!] VLCS" in out and "download_vlcs" in out
+
+
+def test_plan_counts_jobs_and_compute(capsys):
+    assert cli.main(["sweep", "plan", "smoke", "--seconds_per_step", "3600"]) == 0
+    out = capsys.readouterr().out
+    # 3 algorithms x 3 test environments x 2 hparams x 1 trial, 11 steps each
+    assert "18 jobs, 198 training steps" in out
+    assert "compute: 198 GPU-hours" in out and "protocol: paper" in out
