@@ -1,0 +1,81 @@
+"""Expanding presets into DomainBed jobs: counts, protocol, states."""
+import json
+import math
+
+import pytest
+
+from domainbed_patch import jobs as sweep_jobs
+from domainbed_patch import presets, protocol
+from tests.conftest import requires_domainbed
+
+pytestmark = [requires_domainbed, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def paper_jobs(tmp_path_factory):
+    preset = presets.load_preset("paper_domainbed", [
+        f'output_dir="{tmp_path_factory.mktemp("paper")}"'])
+    return preset, sweep_jobs.make_jobs(preset)
+
+
+def test_paper_job_count_follows_domainbeds_environments(paper_jobs):
+    from domainbed import datasets
+    preset, jobs = paper_jobs
+    expected = sum(datasets.num_environments(d) for d in preset.datasets) * \
+        len(preset.algorithms) * preset.n_hparams * preset.n_trials
+    assert len(jobs) == expected
+    assert len({j.output_dir for j in jobs}) == expected
+    assert {j.train_args["algorithm"] for j in jobs} == {"ERM", "HGP", "Hutchinson"}
+    assert all(len(j.train_args["test_envs"]) == 1 for j in jobs)
+    assert all(j.state == sweep_jobs.NOT_LAUNCHED for j in jobs)
+
+
+PAPER_RANGES = {"DomainNet": (4, 5)}
+
+
+def test_every_paper_job_runs_the_paper_protocol(paper_jobs):
+    _, jobs = paper_jobs
+    for job in jobs:
+        a = job.train_args
+        fixed = json.loads(a["hparams"])
+        assert fixed["resnet50_augmix"] is False, job.describe()
+        if a["hparams_seed"] == 0:
+            assert "batch_size" not in fixed
+            continue
+        low, high = PAPER_RANGES.get(a["dataset"], (4, 5.5))
+        assert 2 ** low <= fixed["batch_size"] < 2 ** high, job.describe()
+
+
+def test_job_hparams_are_what_train_will_use(paper_jobs):
+    _, jobs = paper_jobs
+    job = next(j for j in jobs if j.train_args["hparams_seed"] == 5
+               and j.train_args["algorithm"] == "HGP")
+    hparams = sweep_jobs.job_hparams(job)
+    a = job.train_args
+    assert hparams["resnet50_augmix"] is False
+    assert hparams["batch_size"] == protocol.paper_batch_size(a["dataset"], 5, a["trial_seed"])
+    assert 1e-5 <= hparams["penalty_alpha"] <= 1e-3
+
+
+def test_upstream_protocol_fixes_nothing(tmp_path):
+    preset = presets.load_preset("paper_domainbed", [
+        'protocol="upstream"', f'output_dir="{tmp_path}"', 'datasets=["PACS"]',
+        "n_hparams=2", "n_trials=1"])
+    jobs = sweep_jobs.make_jobs(preset)
+    assert len(jobs) == 4 * 3 * 2
+    assert all("hparams" not in j.train_args for j in jobs)
+
+
+def test_states_and_last_error_line(tmp_path):
+    preset = presets.load_preset("smoke", [f'output_dir="{tmp_path}"'])
+    job = sweep_jobs.make_jobs(preset)[0]
+    assert job.state == sweep_jobs.NOT_LAUNCHED
+    job.output_dir.mkdir(parents=True)
+    assert job.state == sweep_jobs.INCOMPLETE
+    (job.output_dir / "err.txt").write_text("Traceback\n  ...\nValueError: boom\n\n")
+    (job.output_dir / sweep_jobs.FAILED_MARKER).write_text("ValueError: boom\n")
+    assert job.state == sweep_jobs.FAILED and job.last_error_line() == "ValueError: boom"
+    (job.output_dir / "done").write_text("done")
+    assert job.state == sweep_jobs.DONE
+    assert job.command()[1:3] == ["-m", "domainbed_patch.job_runner"]
+    assert "--output_dir" in job.command()
