@@ -59,4 +59,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # DomainBed's train leaves its data-loader workers running; an ordinary exit can
+    # wait minutes on them (after an exception, especially). The job is over: leave.
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)

@@ -93,15 +93,20 @@ SUBMITIT_PARAMETERS = {
 }
 
 
-def submitit_executor(settings: dict, log_dir: Path, cluster: str):
-    import submitit
-
-    executor = submitit.AutoExecutor(folder=str(log_dir), cluster=cluster)
+def submitit_parameters(settings: dict, cluster: str) -> dict:
+    """submitit's ``update_parameters`` keywords for a ``[launcher]`` table."""
     parameters = {SUBMITIT_PARAMETERS[k]: v for k, v in settings.items()
                   if k in SUBMITIT_PARAMETERS}
     if cluster != "slurm":
         parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_")}
-    executor.update_parameters(name="hessian-dg", **parameters)
+    return dict(name="hessian-dg", **parameters)
+
+
+def submitit_executor(settings: dict, log_dir: Path, cluster: str):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(log_dir), cluster=cluster)
+    executor.update_parameters(**submitit_parameters(settings, cluster))
     return executor
 
 

@@ -26,8 +26,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from domainbed_patch import report
-from domainbed_patch.report import CorruptRecordWarning, ReportError
+from domainbed_patch import report, report_tables
+from domainbed_patch.report import CorruptRecordWarning
+from domainbed_patch.report_tables import ReportError
 from tests.conftest import requires_domainbed
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -235,9 +236,9 @@ def test_user_reference_rows_appear_with_differences(tmp_path):
 
 @needs_domainbed
 def test_packaged_reference_holds_the_published_averages():
-    averages = report.reference_averages(report.load_references())
-    assert set(averages["source"]) == {report.PACKAGED_SOURCE}
-    assert set(averages["selection"]) == set(report.SELECTION_LABELS.values())
+    averages = report_tables.reference_averages(report_tables.load_references())
+    assert set(averages["source"]) == {report_tables.PACKAGED_SOURCE}
+    assert set(averages["selection"]) == set(report_tables.SELECTION_LABELS.values())
     pacs_erm = averages[(averages["selection"] == "training-domain validation")
                         & (averages["dataset"] == "PACS")
                         & (averages["algorithm"] == "ERM")]
@@ -257,9 +258,9 @@ def test_malformed_reference_csv_is_a_clear_error(tmp_path, content, message):
     csv = tmp_path / "bad.csv"
     csv.write_text(content)
     with pytest.raises(ReportError, match=re.escape(message)):
-        report.load_references([csv])
+        report_tables.load_references([csv])
     with pytest.raises(ReportError, match="does not exist"):
-        report.load_references([tmp_path / "absent.csv"])
+        report_tables.load_references([tmp_path / "absent.csv"])
 
 
 @needs_domainbed

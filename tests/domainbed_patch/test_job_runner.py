@@ -1,0 +1,33 @@
+"""The job runner: clears an earlier attempt, records a failure and its last line."""
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import requires_domainbed
+
+pytestmark = [requires_domainbed, pytest.mark.integration]
+
+
+def test_failure_is_recorded_and_leftovers_cleared(tmp_path):
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / "results.jsonl").write_text('{"step": 0, "stale": true}\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "domainbed_patch.job_runner", "--dataset", "Debug28",
+         "--algorithm", "NoSuchAlgorithm", "--steps", "1", "--output_dir", str(out),
+         "--hparams", "{\"batch_size\": 8}"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert not (out / "results.jsonl").exists() and not (out / "done").exists()
+    assert (out / "failed").read_text().strip() == \
+        "NotImplementedError: Algorithm not found: NoSuchAlgorithm"
+    assert "Traceback" in (out / "err.txt").read_text()
+
+
+def test_done_jobs_are_skipped(tmp_path):
+    (tmp_path / "done").write_text("done")
+    result = subprocess.run(
+        [sys.executable, "-m", "domainbed_patch.job_runner", "--output_dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "already done" in result.stdout
