@@ -157,10 +157,7 @@ class LinearSoftmaxHead:
         def probe_sum(z: torch.Tensor) -> torch.Tensor:
             return (z * self.hvp(z)).sum(dim=0)
 
+        needs_graph = self.design.requires_grad or self.probs.requires_grad
         return probes.rademacher_probe_mean(
             probe_sum, self.shape, num_probes, generator, dtype=self.design.dtype,
-            device=self.design.device, chunk_size=chunk_size)
-
-    def detach(self) -> "LinearSoftmaxHead":
-        return LinearSoftmaxHead(self.design.detach(), self.probs.detach(),
-                                 self.targets, self.weights.detach())
+            device=self.design.device, chunk_size=chunk_size, recompute=needs_graph)
