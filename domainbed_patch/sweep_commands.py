@@ -37,6 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seconds_per_step", type=float,
                         help="plan: seconds per training step, for the compute estimate")
     parser.add_argument("--skip_confirmation", action="store_true")
+    parser.add_argument("--retry_failed", action="store_true",
+                        help="launch: run failed jobs again too (incomplete ones may still "
+                        "be running: clear them with delete_incomplete first)")
     parser.add_argument("--no_collect", action="store_true",
                         help="launch: do not print DomainBed's results table at the end")
 
@@ -142,7 +145,9 @@ def collect(output_dir) -> None:
 
 
 def launch(preset, jobs, args) -> int:
-    to_launch = sweep_jobs.find_jobs(jobs, sweep_jobs.NOT_LAUNCHED)
+    wanted = (sweep_jobs.NOT_LAUNCHED, sweep_jobs.FAILED) if args.retry_failed else \
+        (sweep_jobs.NOT_LAUNCHED,)
+    to_launch = [job for job in jobs if job.state in wanted]
     print(f"{sweep_jobs.summary_line(jobs)}; launching {len(to_launch)}.")
     if to_launch:
         if len(to_launch) > 50 and not _confirm(f"Launch {len(to_launch)} jobs?",

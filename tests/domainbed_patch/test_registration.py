@@ -121,3 +121,15 @@ def test_domainbeds_own_algorithm_tests_enumerate_the_plugin(tmp_path):
         [sys.executable, "-m", "unittest", "domainbed.test.test_models", "-k", "HGP",
          "-k", "Hutchinson"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_an_incompatible_domainbed_is_warned_about_and_left_alone():
+    import types
+    from domainbed_patch import registration
+    stripped = types.SimpleNamespace(ALGORITHMS=[])
+    assert registration.missing_features("domainbed.algorithms", stripped) == \
+        ["Algorithm", "get_algorithm_class"]
+    with pytest.warns(registration.DomainBedCompatibilityWarning,
+                      match=r"lacks \['Algorithm', 'get_algorithm_class'\].*b93c22a1"):
+        registration.register_algorithms(stripped)
+    assert stripped.ALGORITHMS == []

@@ -97,6 +97,9 @@ def test_a_failing_job_does_not_stop_the_others_and_status_names_it(tmp_path):
     errors = [l for l in status.stdout.splitlines() if "last error line:" in l]
     assert len(failed) == 1 and all("HGP" in l for l in failed)
     assert len(errors) == 1 and all("NonFiniteLossError" in l and "nll=" in l for l in errors)
+    retried = _run(["hessian-dg", "sweep", "launch", *common, "--retry_failed",
+                    "--no_collect"], cwd=tmp_path)
+    assert "launching 1." in retried.stdout and "1 done, 1 failed" in retried.stdout
     deleted = _run(["hessian-dg", "sweep", "delete_incomplete", *common,
                     "--skip_confirmation"], cwd=tmp_path)
     assert "Deleted 1 jobs." in deleted.stdout
