@@ -17,6 +17,7 @@ DomainNet's head at S = 300).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -39,9 +40,20 @@ def rademacher(shape: Sequence[int], generator: torch.Generator,
     >>> bool(((z == 1) | (z == -1)).all()), abs(float(z.mean())) < 0.1
     (True, True)
     """
-    bits = torch.randint(0, 2, tuple(shape), generator=generator,
-                         device=device, dtype=torch.int8)
-    return bits.to(dtype).mul_(2).sub_(1)
+    numel = math.prod(shape)
+    # 64 signs per random draw: full-range 64-bit words, read byte by byte through
+    # a 256 x 8 table of signs (drawing one number per sign costs ~30x more).
+    words = torch.empty((numel + 63) // 64, dtype=torch.int64, device=device)
+    words.random_(-(2**63), None, generator=generator)
+    table = _sign_table(dtype, words.device)
+    signs = table[words.view(torch.uint8).long()].reshape(-1)
+    return signs[:numel].reshape(tuple(shape))
+
+
+def _sign_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Row b holds the 8 bits of byte b as signs: ``2 * bit - 1``."""
+    bits = (torch.arange(256, device=device)[:, None] >> torch.arange(8, device=device)) & 1
+    return (2 * bits - 1).to(dtype)
 
 
 def chunk_sizes(num_probes: int, chunk_size: Optional[int]) -> list:

@@ -13,6 +13,15 @@ def test_rademacher_is_plus_minus_one_and_balanced():
     assert abs(float(z.mean())) < 0.04
 
 
+def test_rademacher_signs_are_balanced_in_every_bit_position():
+    """Signs come 8 to a byte of a random word: no position within a byte may be biased."""
+    z = probes.rademacher((80_000,), torch.Generator().manual_seed(1), dtype=torch.float64)
+    by_position = z.reshape(-1, 8).mean(dim=0)  # 10,000 signs each: s.e. 0.01
+    assert by_position.abs().max() < 0.045
+    pairs = (z[:-1] * z[1:]).mean()  # neighbours independent
+    assert abs(float(pairs)) < 0.015
+
+
 def test_rademacher_depends_only_on_the_generator_state():
     a = probes.rademacher((7, 3), torch.Generator().manual_seed(5))
     b = probes.rademacher((7, 3), torch.Generator().manual_seed(5))
