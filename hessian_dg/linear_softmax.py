@@ -31,7 +31,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from hessian_dg import probes
+from hessian_dg import linear_hutchinson, probes
 
 
 def append_ones(features: torch.Tensor) -> torch.Tensor:
@@ -151,13 +151,9 @@ class LinearSoftmaxHead:
                             ) -> torch.Tensor:
         """``(1/S) sum_s z_s * (H z_s)``, z_s Rademacher: unbiased for diag(H).
 
-        Probes are batched (one matmul per chunk) and regenerated in backward,
-        see :func:`hessian_dg.probes.rademacher_probe_mean`.
+        Probes are batched (one matmul per chunk) and regenerated in a
+        hand-written backward, see :mod:`hessian_dg.linear_hutchinson`.
         """
-        def probe_sum(z: torch.Tensor) -> torch.Tensor:
-            return (z * self.hvp(z)).sum(dim=0)
-
-        needs_graph = self.design.requires_grad or self.probs.requires_grad
-        return probes.rademacher_probe_mean(
-            probe_sum, self.shape, num_probes, generator, dtype=self.design.dtype,
-            device=self.design.device, chunk_size=chunk_size, recompute=needs_graph)
+        return linear_hutchinson.hutchinson_diagonal(
+            self.design, self.probs, self.weights, num_probes, generator,
+            chunk_size=chunk_size)

@@ -40,20 +40,47 @@ def rademacher(shape: Sequence[int], generator: torch.Generator,
     >>> bool(((z == 1) | (z == -1)).all()), abs(float(z.mean())) < 0.1
     (True, True)
     """
-    numel = math.prod(shape)
-    # 64 signs per random draw: full-range 64-bit words, read byte by byte through
-    # a 256 x 8 table of signs (drawing one number per sign costs ~30x more).
-    words = torch.empty((numel + 63) // 64, dtype=torch.int64, device=device)
-    words.random_(-(2**63), None, generator=generator)
-    table = _sign_table(dtype, words.device)
-    signs = table[words.view(torch.uint8).long()].reshape(-1)
-    return signs[:numel].reshape(tuple(shape))
+    return rademacher_(torch.empty(tuple(shape), dtype=dtype, device=device), generator)
 
 
-def _sign_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Row b holds the 8 bits of byte b as signs: ``2 * bit - 1``."""
-    bits = (torch.arange(256, device=device)[:, None] >> torch.arange(8, device=device)) & 1
-    return (2 * bits - 1).to(dtype)
+#: For each float type, (integer type of the same width, bit pattern of +1.0).
+_FLOAT_BITS = {
+    torch.float64: (torch.int64, 0x3FF0000000000000),
+    torch.float32: (torch.int32, 0x3F800000),
+    torch.float16: (torch.int16, 0x3C00),
+    torch.bfloat16: (torch.int16, 0x3F80),
+}
+
+
+def rademacher_(out: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Fill contiguous ``out`` with independent ±1 entries in place; return it.
+
+    One random word of b bits gives b signs: bit j of the word is shifted into
+    the sign bit of entry j, which is then OR-ed with the bit pattern of +1.0.
+    Three passes of integer work, no per-entry random draw and no lookup; writing
+    into a buffer the caller reuses also spares the page faults of a fresh
+    allocation, which on CPU cost more than the signs themselves.
+    """
+    if out.dtype not in _FLOAT_BITS:
+        raise TypeError(f"rademacher_ fills a floating tensor of type "
+                        f"{sorted(map(str, _FLOAT_BITS))}, got {out.dtype}")
+    if not out.is_contiguous():
+        raise ValueError("rademacher_ needs a contiguous tensor")
+    int_type, one_bits = _FLOAT_BITS[out.dtype]
+    width = torch.iinfo(int_type).bits
+    flat = out.view(-1).view(int_type)
+    full, rest = divmod(flat.numel(), width)
+    words = torch.empty(full + bool(rest), dtype=int_type, device=out.device)
+    words.random_(torch.iinfo(int_type).min, None, generator=generator)
+    shifts = torch.arange(width, dtype=int_type, device=out.device)
+    sign_bit = torch.iinfo(int_type).min
+    if full:
+        body = flat[:full * width].view(full, width)
+        torch.bitwise_left_shift(words[:full, None], shifts, out=body)
+    if rest:
+        flat[full * width:] = torch.bitwise_left_shift(words[full], shifts[:rest])
+    flat.bitwise_and_(sign_bit).bitwise_or_(one_bits)
+    return out
 
 
 def chunk_sizes(num_probes: int, chunk_size: Optional[int]) -> list:
@@ -73,6 +100,37 @@ def chunk_sizes(num_probes: int, chunk_size: Optional[int]) -> list:
 
 def _generator_like(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def chunk_seeds(num_probes: int, chunk_size: Optional[int],
+                generator: torch.Generator) -> list:
+    """``[(seed, size), ...]``: one seed per chunk of probes, drawn up front.
+
+    Taking every seed before any probe is drawn lets a chunk be regenerated later
+    (in a backward pass) from its seed alone, whatever ran in between.
+    """
+    sizes = chunk_sizes(num_probes, chunk_size)
+    seeds = torch.randint(0, _SEED_BOUND, (len(sizes),), generator=generator,
+                          device=generator.device).tolist()
+    return list(zip(seeds, sizes))
+
+
+def draw_chunk(seed: int, size: int, shape: Sequence[int],
+               dtype: torch.dtype = torch.float32,
+               device: Optional[torch.device] = None,
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The ``size`` probes of one chunk, shape ``(size, *shape)``, from its seed.
+
+    ``out``, if given, is a buffer of at least ``size * prod(shape)`` entries to
+    draw into (its leading part is returned), so chunks can reuse one buffer.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    full_shape = (size, *shape)
+    if out is None:
+        out = torch.empty(full_shape, dtype=dtype, device=device)
+    else:
+        out = out.view(-1)[:math.prod(full_shape)].view(full_shape)
+    return rademacher_(out, _generator_like(seed, out.device))
 
 
 def rademacher_probe_mean(
@@ -99,20 +157,16 @@ def rademacher_probe_mean(
     ``recompute=False``).
 
     The result depends only on the generator's state, ``num_probes`` and
-    ``chunk_size``: the same inputs give the same probes.
+    ``chunk_size``: the same inputs give the same probes, chunk by chunk those of
+    :func:`chunk_seeds` and :func:`draw_chunk`.
     """
-    sizes = chunk_sizes(num_probes, chunk_size)
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    seeds = torch.randint(0, _SEED_BOUND, (len(sizes),), generator=generator,
-                          device=generator.device).tolist()
+    plan = chunk_seeds(num_probes, chunk_size, generator)
 
     def one_chunk(seed: int, size: int) -> torch.Tensor:
-        probes = rademacher((size, *shape), _generator_like(seed, device),
-                            dtype=dtype, device=device)
-        return fn(probes)
+        return fn(draw_chunk(seed, size, shape, dtype=dtype, device=device))
 
     total = None
-    for seed, size in zip(seeds, sizes):
+    for seed, size in plan:
         if recompute and torch.is_grad_enabled():
             part = checkpoint(one_chunk, seed, size, use_reentrant=False,
                               preserve_rng_state=False)

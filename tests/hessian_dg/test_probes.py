@@ -13,13 +13,37 @@ def test_rademacher_is_plus_minus_one_and_balanced():
     assert abs(float(z.mean())) < 0.04
 
 
-def test_rademacher_signs_are_balanced_in_every_bit_position():
-    """Signs come 8 to a byte of a random word: no position within a byte may be biased."""
-    z = probes.rademacher((80_000,), torch.Generator().manual_seed(1), dtype=torch.float64)
-    by_position = z.reshape(-1, 8).mean(dim=0)  # 10,000 signs each: s.e. 0.01
-    assert by_position.abs().max() < 0.045
-    pairs = (z[:-1] * z[1:]).mean()  # neighbours independent
-    assert abs(float(pairs)) < 0.015
+@pytest.mark.parametrize("dtype, width", [(torch.float32, 32), (torch.float64, 64),
+                                          (torch.bfloat16, 16), (torch.float16, 16)])
+def test_rademacher_signs_are_balanced_in_every_bit_position(dtype, width):
+    """Signs come ``width`` to a random word: no bit position may be biased."""
+    z = probes.rademacher((4000 * width,), torch.Generator().manual_seed(1), dtype=dtype)
+    z = z.double()
+    assert set(z.unique().tolist()) == {-1.0, 1.0}
+    by_position = z.reshape(-1, width).mean(dim=0)  # 4,000 signs each: s.e. 0.016
+    assert by_position.abs().max() < 0.07
+    pairs = (z[:-1] * z[1:]).mean()  # neighbours independent; s.e. 0.0025 to 0.008
+    assert abs(float(pairs)) < 0.035
+
+
+def test_rademacher_fills_a_ragged_tail_and_reused_buffers():
+    """Sizes that are no multiple of the word width, and a reused buffer: every
+    entry is overwritten with a sign, and the draw depends on the seed only."""
+    buffer = torch.full((3, 7, 11), 5.0)
+    a = probes.rademacher_(buffer, torch.Generator().manual_seed(2)).clone()
+    assert set(a.unique().tolist()) == {-1.0, 1.0}
+    buffer.fill_(5.0)
+    b = probes.draw_chunk(7, 2, (7, 11), out=buffer)
+    assert b.shape == (2, 7, 11) and set(b.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(b, probes.draw_chunk(7, 2, (7, 11)))
+    assert torch.equal(a, probes.rademacher((3, 7, 11), torch.Generator().manual_seed(2)))
+
+
+def test_rademacher_rejects_what_it_cannot_fill():
+    with pytest.raises(TypeError, match="torch.int64"):
+        probes.rademacher_(torch.zeros(4, dtype=torch.int64), torch.Generator())
+    with pytest.raises(ValueError, match="contiguous"):
+        probes.rademacher_(torch.zeros(4, 4).t(), torch.Generator())
 
 
 def test_rademacher_depends_only_on_the_generator_state():
