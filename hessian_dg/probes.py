@@ -43,43 +43,39 @@ def rademacher(shape: Sequence[int], generator: torch.Generator,
     return rademacher_(torch.empty(tuple(shape), dtype=dtype, device=device), generator)
 
 
-#: For each float type, (integer type of the same width, bit pattern of +1.0).
-_FLOAT_BITS = {
-    torch.float64: (torch.int64, 0x3FF0000000000000),
-    torch.float32: (torch.int32, 0x3F800000),
-    torch.float16: (torch.int16, 0x3C00),
-    torch.bfloat16: (torch.int16, 0x3F80),
-}
+#: For each float type, the integer type of the same width.
+_FLOAT_BITS = {torch.float64: torch.int64, torch.float32: torch.int32,
+               torch.float16: torch.int16, torch.bfloat16: torch.int16}
 
 
 def rademacher_(out: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Fill contiguous ``out`` with independent ±1 entries in place; return it.
 
     One random word of b bits gives b signs: bit j of the word is shifted into
-    the sign bit of entry j, which is then OR-ed with the bit pattern of +1.0.
-    Three passes of integer work, no per-entry random draw and no lookup; writing
-    into a buffer the caller reuses also spares the page faults of a fresh
-    allocation, which on CPU cost more than the signs themselves.
+    the sign bit of entry j, and ``copysign(1, entry)`` keeps that bit alone.
+    Two passes, no per-entry random draw and no lookup; writing into a buffer
+    the caller reuses also spares the page faults of a fresh allocation, which on
+    CPU cost more than the signs themselves.
     """
     if out.dtype not in _FLOAT_BITS:
         raise TypeError(f"rademacher_ fills a floating tensor of type "
                         f"{sorted(map(str, _FLOAT_BITS))}, got {out.dtype}")
     if not out.is_contiguous():
         raise ValueError("rademacher_ needs a contiguous tensor")
-    int_type, one_bits = _FLOAT_BITS[out.dtype]
+    int_type = _FLOAT_BITS[out.dtype]
     width = torch.iinfo(int_type).bits
     flat = out.view(-1).view(int_type)
     full, rest = divmod(flat.numel(), width)
     words = torch.empty(full + bool(rest), dtype=int_type, device=out.device)
     words.random_(torch.iinfo(int_type).min, None, generator=generator)
     shifts = torch.arange(width, dtype=int_type, device=out.device)
-    sign_bit = torch.iinfo(int_type).min
     if full:
         body = flat[:full * width].view(full, width)
         torch.bitwise_left_shift(words[:full, None], shifts, out=body)
     if rest:
         flat[full * width:] = torch.bitwise_left_shift(words[full], shifts[:rest])
-    flat.bitwise_and_(sign_bit).bitwise_or_(one_bits)
+    as_float = flat.view(out.dtype)
+    torch.copysign(as_float.new_ones(()), as_float, out=as_float)
     return out
 
 
