@@ -70,15 +70,16 @@ def test_tiny_run_prints_a_finite_table_for_every_variant(step_cost, tmp_path, c
 def test_double_backprop_reference_has_the_same_penalty_as_hgp(step_cost):
     """The reference computes the objective of HGP: same penalty at the same weights."""
     import torch
+    from stepcost import variants  # importable once the script is loaded
 
-    featurizer, head = step_cost.FEATURIZERS["mnist_cnn"], step_cost.HEADS["pacs"]
+    featurizer, head = variants.FEATURIZERS["mnist_cnn"], variants.HEADS["pacs"]
     device = torch.device("cpu")
-    batches = step_cost.synthetic_minibatches(featurizer, head, 3, 5, device, seed=1)
+    batches = variants.synthetic_minibatches(featurizer, head, 3, 5, device, seed=1)
     penalties = {}
     with step_cost.torch_threads(1):
         for name in ("hgp", "dbp-hgp"):
-            algorithm = step_cost.build_algorithm(step_cost.parse_variant(name),
-                                                  featurizer, head, 3, device, seed=0)
+            algorithm = variants.build_algorithm(variants.parse_variant(name),
+                                                 featurizer, head, 3, device, seed=0)
             algorithm.hparams["penalty_alpha"] = 10.0  # make the Hessian term visible
             penalties[name] = algorithm.update(batches)["penalty"]
     assert penalties["hgp"] > 0

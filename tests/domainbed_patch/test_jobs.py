@@ -1,6 +1,5 @@
 """Expanding presets into DomainBed jobs: counts, protocol, states."""
 import json
-import math
 
 import pytest
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from domainbed_patch import locate
 from tests.conftest import requires_domainbed

@@ -1,5 +1,4 @@
 """The paper's protocol: torchvision ResNet-50 and the batch-size ranges of the time."""
-import math
 
 import numpy as np
 import pytest
