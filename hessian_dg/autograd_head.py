@@ -104,4 +104,4 @@ class AutogradHead:
         return probes.rademacher_probe_mean(
             probe_sum, self.shape, num_probes, generator,
             dtype=self._flat_grad.dtype, device=self._flat_grad.device,
-            chunk_size=chunk_size, recompute=False)
+            chunk_size=chunk_size)

@@ -1,19 +1,19 @@
-"""Random probes for matrix-free estimators, and the memory-bounded probe mean.
+"""Random probes for matrix-free estimators, drawn in chunks from per-chunk seeds.
 
 Randomness lives here and nowhere else: estimators take an explicit
 ``torch.Generator`` and never touch the global RNG, so a training step's draws do
 not depend on what else ran before it.
 
-The probe mean is the workhorse of Hutchinson's estimator,
+Hutchinson's estimator is a probe mean,
 
     mean_s  f(z_s),   z_s ~ Rademacher,   s = 1..S,
 
-evaluated in chunks of probes. Each chunk draws its probes from its own seed, taken
-from the caller's generator up front, and when gradients are needed the chunk runs
-under activation checkpointing: on the backward pass its probes are *regenerated*
-from that seed instead of being kept alive. Peak memory is therefore one chunk of
-probes, not S of them (S x C x (D+1) numbers per domain would be ~0.85 GB for
-DomainNet's head at S = 300).
+evaluated in chunks of probes. Each chunk draws its probes from its own seed,
+taken from the caller's generator up front (:func:`chunk_seeds`), so a backward
+pass can *regenerate* a chunk (:func:`draw_chunk`) instead of keeping it alive:
+S x C x (D+1) numbers per domain would be ~0.85 GB for DomainNet's head at S = 300.
+:mod:`hessian_dg.linear_hutchinson` does so; :func:`rademacher_probe_mean` is the
+generic version for heads whose products come from autograd.
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import math
 from typing import Callable, Optional, Sequence
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 #: Default number of probes evaluated at once. Large enough to keep matmuls
 #: efficient, small enough that a chunk of DomainNet-head probes is ~0.1 GB.
@@ -137,36 +136,19 @@ def rademacher_probe_mean(
     dtype: torch.dtype = torch.float32,
     device: Optional[torch.device] = None,
     chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
-    recompute: bool = True,
 ) -> torch.Tensor:
     """``(1/S) sum_s fn(z_s)`` over S Rademacher probes z_s of shape ``shape``.
 
     ``fn`` maps a batch of probes, shape ``(k, *shape)``, to the *sum* over that
-    batch of the per-probe quantity (any shape). It is called once per chunk.
-
-    With ``recompute=True`` (the default) and gradients enabled, each chunk runs
-    under non-reentrant activation checkpointing and regenerates its probes from
-    its own seed during backward, so no probe or per-probe product outlives its
-    chunk. ``fn`` must then be a deterministic function of its probes and of
-    tensors it closes over (true of the closed forms; not of autograd-graph
-    builders that call ``torch.autograd.grad``, which should pass
-    ``recompute=False``).
+    batch of the per-probe quantity (any shape). It is called once per chunk, and
+    whatever autograd graph it builds is kept until backward.
 
     The result depends only on the generator's state, ``num_probes`` and
     ``chunk_size``: the same inputs give the same probes, chunk by chunk those of
     :func:`chunk_seeds` and :func:`draw_chunk`.
     """
-    plan = chunk_seeds(num_probes, chunk_size, generator)
-
-    def one_chunk(seed: int, size: int) -> torch.Tensor:
-        return fn(draw_chunk(seed, size, shape, dtype=dtype, device=device))
-
     total = None
-    for seed, size in plan:
-        if recompute and torch.is_grad_enabled():
-            part = checkpoint(one_chunk, seed, size, use_reentrant=False,
-                              preserve_rng_state=False)
-        else:
-            part = one_chunk(seed, size)
+    for seed, size in chunk_seeds(num_probes, chunk_size, generator):
+        part = fn(draw_chunk(seed, size, shape, dtype=dtype, device=device))
         total = part if total is None else total + part
     return total / num_probes

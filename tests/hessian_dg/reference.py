@@ -69,7 +69,7 @@ def double_backprop_penalty(features, weight, bias, labels, sizes, kind, alpha, 
                 return total
             return probes.rademacher_probe_mean(
                 probe_sum, tuple(grad.shape), num_probes, generator, dtype=grad.dtype,
-                chunk_size=chunk_size, recompute=False)
+                chunk_size=chunk_size)
         raise ValueError(kind)
 
     theta = torch.cat([weight, bias[:, None]], dim=1)

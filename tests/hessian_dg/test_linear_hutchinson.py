@@ -26,7 +26,7 @@ def _estimate(problem, has_bias, hand_written, num_probes, chunk_size):
         return head.hutchinson_diagonal(num_probes, generator, chunk_size=chunk_size)
     return probes.rademacher_probe_mean(
         lambda z: (z * head.hvp(z)).sum(dim=0), head.shape, num_probes, generator,
-        dtype=torch.float64, chunk_size=chunk_size, recompute=False)
+        dtype=torch.float64, chunk_size=chunk_size)
 
 
 @pytest.mark.parametrize("has_bias", [True, False])

@@ -1,9 +1,8 @@
-"""Rademacher probes and the checkpointed probe mean."""
+"""Rademacher probes, per-chunk seeds and the probe mean."""
 import pytest
 import torch
 
 from hessian_dg import probes
-from hessian_dg.linear_softmax import LinearSoftmaxHead
 
 
 def test_rademacher_is_plus_minus_one_and_balanced():
@@ -66,38 +65,18 @@ def test_chunk_sizes_rejects_bad_counts(num, chunk):
         probes.chunk_sizes(num, chunk)
 
 
-def _head(requires_grad):
-    g = torch.Generator().manual_seed(2)
-    features = torch.randn(9, 4, generator=g, dtype=torch.float64,
-                           requires_grad=requires_grad)
-    weight = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=requires_grad)
-    labels = torch.randint(0, 3, (9,), generator=g)
-    return LinearSoftmaxHead.from_logits(features, features @ weight.t(), labels), \
-        (features, weight)
-
-
-def _estimate_and_grads(recompute, chunk_size):
-    head, leaves = _head(True)
-
-    def probe_sum(z):
-        return (z * head.hvp(z)).sum(dim=0)
-
-    estimate = probes.rademacher_probe_mean(
-        probe_sum, head.shape, 20, torch.Generator().manual_seed(11),
-        dtype=torch.float64, chunk_size=chunk_size, recompute=recompute)
-    weights = torch.linspace(-1, 1, estimate.numel(), dtype=torch.float64)
-    grads = torch.autograd.grad((estimate.reshape(-1) * weights).sum(), leaves)
-    return estimate.detach(), grads
-
-
-def test_recomputed_chunks_regenerate_the_same_probes():
-    """Checkpointing regenerates each chunk's probes: value and gradients are those
-    of keeping every probe in the graph."""
-    kept, kept_grads = _estimate_and_grads(recompute=False, chunk_size=8)
-    recomputed, recomputed_grads = _estimate_and_grads(recompute=True, chunk_size=8)
-    assert torch.equal(kept, recomputed)
-    for a, b in zip(kept_grads, recomputed_grads):
-        assert (a - b).abs().max() < 1e-12
+def test_probe_mean_draws_the_chunks_of_chunk_seeds():
+    """The probe mean sees exactly the chunks a backward pass can regenerate from
+    :func:`chunk_seeds` and :func:`draw_chunk` (what linear_hutchinson relies on)."""
+    plan = probes.chunk_seeds(10, 4, torch.Generator().manual_seed(3))
+    assert [size for _, size in plan] == [4, 4, 2]
+    assert len({seed for seed, _ in plan}) == 3
+    expected = sum(probes.draw_chunk(seed, size, (6,), dtype=torch.float64).sum(0)
+                   for seed, size in plan) / 10
+    mean = probes.rademacher_probe_mean(lambda z: z.sum(0), (6,), 10,
+                                        torch.Generator().manual_seed(3),
+                                        dtype=torch.float64, chunk_size=4)
+    assert torch.equal(mean, expected)
 
 
 def test_probe_mean_is_the_mean_of_its_probes():
