@@ -47,18 +47,14 @@ def _probe_buffer(plan, shape, like: torch.Tensor) -> torch.Tensor:
     return torch.empty((largest, *shape), dtype=like.dtype, device=like.device)
 
 
-def _probe_products(probe: torch.Tensor, design: torch.Tensor, probs_t: torch.Tensor):
-    """``U``, ``M`` and ``rowsum(P * U)`` for a chunk of probes (s, C, K), laid out
-    (s, C, N), (s, C, N) and (s, 1, N)."""
-    s, c, k = probe.shape
-    u = (probe.view(s * c, k) @ design.t()).view(s, c, -1)
-    pu = probs_t * u
-    row = pu.sum(dim=1, keepdim=True)
-    return u, pu - probs_t * row, row
+def _row_sums(u: torch.Tensor, probs_t: torch.Tensor) -> torch.Tensor:
+    """``rowsum(P * U)`` per probe and example, (s, 1, N), from U laid out (s, C, N)."""
+    return (probs_t * u).sum(dim=1, keepdim=True)
 
 
-def _accumulate_mz(design, probs_t, plan):
-    """``R[c, n, k] = sum_s M_s[n, c] z_s[c, k]`` and every chunk's ``U_s``.
+def _accumulate_mz(design, probs_t, plan, keep_u: bool):
+    """``R[c, n, k] = sum_s M_s[n, c] z_s[c, k]``, and every chunk's ``U_s`` if
+    ``keep_u`` (the backward pass needs them).
 
     Then ``D = (1/S) sum_n R[:, n, :] * w_n F[n, :]``: the contraction with the
     probes is one batched product per chunk (over classes), and ``H z`` (the size
@@ -70,9 +66,11 @@ def _accumulate_mz(design, probs_t, plan):
     kept_u = []
     for seed, size in plan:
         probe = probes.draw_chunk(seed, size, (c, k), out=buffer)
-        u, m, _ = _probe_products(probe, design, probs_t)
+        u = (probe.view(size * c, k) @ design.t()).view(size, c, -1)
+        m = probs_t * u - probs_t * _row_sums(u, probs_t)
         mz.baddbmm_(m.permute(1, 2, 0), probe.transpose(0, 1))
-        kept_u.append(u)
+        if keep_u:
+            kept_u.append(u)
     return mz, kept_u
 
 
@@ -83,9 +81,10 @@ class _LinearHutchinson(torch.autograd.Function):
     def forward(ctx, design, probs, weights, plan, num_probes):
         probs_t = probs.t().contiguous()
         weighted_design = design * weights[:, None]
-        mz, kept_u = _accumulate_mz(design, probs_t, plan)
+        needs_grad = any(ctx.needs_input_grad[:2])
+        mz, kept_u = _accumulate_mz(design, probs_t, plan, keep_u=needs_grad)
         estimate = torch.linalg.vecdot(mz, weighted_design[None], dim=1) / num_probes
-        if any(ctx.needs_input_grad[:2]):
+        if needs_grad:
             ctx.save_for_backward(design, probs_t, weights, mz, *kept_u)
             ctx.plan = plan
             ctx.num_probes = num_probes
@@ -109,8 +108,7 @@ class _LinearHutchinson(torch.autograd.Function):
             probe = probes.draw_chunk(seed, size, (c, k), out=buffer)
             m_bar = torch.bmm(probe.transpose(0, 1),
                               scaled_design.transpose(1, 2)).transpose(0, 1)
-            pu = probs_t * u
-            row = pu.sum(dim=1, keepdim=True)
+            row = _row_sums(u, probs_t)
             a_bar = m_bar - (m_bar * probs_t).sum(dim=1, keepdim=True)
             grad_probs_t += (a_bar * u - m_bar * row).sum(dim=0)
             u_bar = (a_bar * probs_t).reshape(size * c, -1)
@@ -126,8 +124,9 @@ def hutchinson_diagonal(design: torch.Tensor, probs: torch.Tensor,
     """``(1/S) sum_s z_s * (H z_s)`` of ``sum_n w_n CE``, shape (C, K).
 
     Differentiable in ``design`` (N, K) and ``probs`` (N, C); ``weights`` (N,)
-    are constants. Peak memory beyond the inputs: one chunk of probes and their
-    products, plus ``U`` for all S probes (S x N x C) when gradients are needed.
+    are constants. Memory beyond the inputs: one chunk of probes while it is in
+    use, ``R`` (C x N x K), and, kept for backward when gradients are needed,
+    ``R`` and ``U`` for all S probes (S x C x N).
     """
     plan = probes.chunk_seeds(num_probes, chunk_size, generator)
     return _LinearHutchinson.apply(design, probs, weights.detach(), plan, num_probes)

@@ -88,9 +88,15 @@ def test_saves_nothing_the_size_of_the_probes():
     assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0
 
 
-def test_no_gradient_no_saved_state():
-    """Without gradients (the average loss's target) nothing is kept for backward."""
+def test_constant_inputs_keep_no_state():
+    """The average loss's target is built on detached features and logits: nothing
+    is saved for a backward pass, and the value is that of the differentiable path."""
     problem = _problem(True)
-    with torch.no_grad():
-        estimate = _estimate(problem, True, True, 10, 4)
-    assert estimate.grad_fn is None and estimate.shape == (4, 6)
+    features, weight, bias, labels, weights = problem
+    detached = (features.detach(), weight.detach(), bias.detach(), labels, weights)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append(t.shape) or t, lambda t: t):
+        constant = _estimate(detached, True, True, 10, 4)
+    assert saved == [] and constant.grad_fn is None
+    assert torch.equal(constant, _estimate(problem, True, True, 10, 4).detach())
