@@ -1,7 +1,7 @@
 r"""Cost of the alignment penalty alone on a linear head, forward and backward.
 
-The penalty of ``hessian_dg.alignment.alignment_penalty`` for m domain heads and
-the average-loss target, built as ``hessian_dg/algorithms.py`` builds them, on
+The penalty of ``hessian_dg.alignment.stacked_domain_penalty`` (m domain heads
+and the average-loss target, as ``hessian_dg/algorithms.py`` builds them) on
 random features of the given head shapes. Variants, timed round-robin in one run
 and printed beside their ratio to ``hutchinson`` (the shipped path):
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -78,12 +77,9 @@ def make_step(shape: Tuple[int, int, int], num_domains: int, curvature) -> Calla
 
     def step() -> float:
         logits = features @ weight.t() + bias
-        heads = [LinearSoftmaxHead.from_logits(f, z, y) for f, z, y in
-                 zip(features.split(sizes), logits.split(sizes), labels.split(sizes))]
-        average = LinearSoftmaxHead.from_logits(
-            features.detach(), logits.detach(), labels,
-            weights=alignment.average_loss_weights(sizes, features))
-        penalty = alignment.alignment_penalty(heads, average, curvature, 1e-3, 5e-3)
+        penalty = alignment.stacked_domain_penalty(
+            LinearSoftmaxHead.from_logits, features, logits, labels, sizes, curvature,
+            alpha=1e-3, beta=5e-3)
         penalty.total.backward()
         return float(penalty.total.detach())
 

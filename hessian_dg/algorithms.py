@@ -78,20 +78,12 @@ class HessianAlignment(domainbed_algorithms.Algorithm):
 
     def _penalty(self, features, logits, labels, sizes):
         """The alignment penalty for domains of ``sizes`` stacked in the batch."""
-        domain_heads = [
-            self._head(f, z, y) for f, z, y in zip(features.split(sizes),
-                                                   logits.split(sizes),
-                                                   labels.split(sizes))]
-        # The average loss (1/m) sum_e L_e weighs each example of domain e by
-        # 1/(m n_e). Its quantities are targets: built on detached inputs.
-        weights = alignment.average_loss_weights(sizes, features)
-        detached = features.detach()
-        average_logits = (logits.detach() if self.is_linear_head
-                          else self.classifier(detached))
-        average_head = self._head(detached, average_logits, labels, weights=weights)
-        return alignment.alignment_penalty(
-            domain_heads, average_head, self.curvature,
-            alpha=self.hparams["penalty_alpha"], beta=self.hparams["penalty_beta"])
+        average_logits = (None if self.is_linear_head
+                          else self.classifier(features.detach()))
+        return alignment.stacked_domain_penalty(
+            self._head, features, logits, labels, sizes, self.curvature,
+            alpha=self.hparams["penalty_alpha"], beta=self.hparams["penalty_beta"],
+            average_logits=average_logits)
 
     def update(self, minibatches, unlabeled=None):
         xs = [x for x, _ in minibatches]

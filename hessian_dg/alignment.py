@@ -22,7 +22,7 @@ Nothing here knows about DomainBed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -112,3 +112,27 @@ def alignment_penalty(domain_heads: Sequence, average_head, curvature,
     gradient_term = beta * gradient_term / m + zero
     return AlignmentPenalty(curvature_term + gradient_term, curvature_term,
                             gradient_term)
+
+
+def stacked_domain_penalty(make_head: Callable, features: torch.Tensor,
+                           logits: torch.Tensor, labels: torch.Tensor,
+                           sizes: Sequence[int], curvature, alpha: float, beta: float,
+                           average_logits: Optional[torch.Tensor] = None
+                           ) -> AlignmentPenalty:
+    """:func:`alignment_penalty` for domains of ``sizes`` stacked in one batch.
+
+    ``make_head(features, logits, labels, weights=None)`` describes one loss (e.g.
+    ``LinearSoftmaxHead.from_logits``). Domain e's head sees its own slice. The
+    average loss ``(1/m) sum_e L_e`` weighs each example of domain e by
+    ``1/(m n_e)``; its head is built on detached features and on
+    ``average_logits`` (default: the detached ``logits``; a nonlinear head passes
+    its logits recomputed from the detached features), so its quantities are
+    constant targets.
+    """
+    domain_heads = [make_head(f, z, y) for f, z, y in
+                    zip(features.split(sizes), logits.split(sizes), labels.split(sizes))]
+    if average_logits is None:
+        average_logits = logits.detach()
+    average_head = make_head(features.detach(), average_logits, labels,
+                             weights=average_loss_weights(sizes, features))
+    return alignment_penalty(domain_heads, average_head, curvature, alpha, beta)

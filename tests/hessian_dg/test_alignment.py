@@ -22,12 +22,8 @@ def _leaves(sizes=SIZES, d=4, c=3, seed=0):
 
 def our_penalty(features, weight, bias, labels, sizes, curvature, alpha=ALPHA, beta=BETA):
     logits = features @ weight.t() + bias
-    heads = [LinearSoftmaxHead.from_logits(f, z, y) for f, z, y in
-             zip(features.split(sizes), logits.split(sizes), labels.split(sizes))]
-    average = LinearSoftmaxHead.from_logits(
-        features.detach(), logits.detach(), labels,
-        weights=alignment.average_loss_weights(sizes, features))
-    return alignment.alignment_penalty(heads, average, curvature, alpha, beta)
+    return alignment.stacked_domain_penalty(LinearSoftmaxHead.from_logits, features,
+                                            logits, labels, sizes, curvature, alpha, beta)
 
 
 CURVATURES = {
