@@ -3,7 +3,8 @@ r"""Cost of the alignment penalty alone on a linear head, forward and backward.
 The penalty of ``hessian_dg.alignment.stacked_domain_penalty`` (m domain heads
 and the average-loss target, as ``hessian_dg/algorithms.py`` builds them) on
 random features of the given head shapes. Variants, timed round-robin in one run
-and printed beside their ratio to ``hutchinson`` (the shipped path):
+and printed beside their ratio to the first one named (by default ``hutchinson``,
+the shipped path):
 
 - ``hutchinson``: closed-form Hutchinson with the written-out backward
   (:mod:`hessian_dg.linear_hutchinson`);
@@ -76,6 +77,8 @@ def make_step(shape: Tuple[int, int, int], num_domains: int, curvature) -> Calla
     sizes = [n] * num_domains
 
     def step() -> float:
+        for leaf in (features, weight, bias):
+            leaf.grad = None
         logits = features @ weight.t() + bias
         penalty = alignment.stacked_domain_penalty(
             LinearSoftmaxHead.from_logits, features, logits, labels, sizes, curvature,
@@ -151,6 +154,8 @@ def main(argv=None) -> List[dict]:
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
+    if len(set(variants)) != len(variants):
+        parser.error(f"--variants names one twice: {args.variants!r}")
     if unknown or not variants:
         parser.error(f"unknown variants {unknown or args.variants!r}; "
                      f"choose from {', '.join(VARIANTS)}")

@@ -20,15 +20,16 @@ Here it is written out: given ``Gbar = dL/dD`` and ``Q_s = Gbar * z_s / S``,
     Pbar   = sum_s  Abar_s * U_s - Mbar_s * rowsum(P * U_s)
     Fbar   = sum_s (Abar_s * P) z_s  +  diag(w) sum_c Gbar[c] * R[c] / S
 
-It keeps ``U_s`` (S x N x C numbers) and ``R``, both of minibatch size, and
-regenerates the probes chunk by chunk from their seeds into one reused buffer:
+It keeps ``U_s`` (S x N x C numbers) and ``R`` (C x N x K: the head's size
+times the batch, not S times it), and regenerates the probes chunk by chunk from
+their seeds into one reused buffer:
 nothing of size S x C x K outlives a chunk and the forward is not recomputed.
 Per chunk of probes the forward is two matrix products (``U``, ``R``) and the
 backward two (``Mbar``, ``Fbar``), each one pass over the chunk's probes.
 
 The probes are those of :func:`hessian_dg.probes.rademacher_probe_mean` for the
-same generator and chunk size (layout ``(s, C, K)``), so the estimate equals that
-of the generic path.
+same generator state, chunk size, dtype and device (layout ``(s, C, K)``), so the
+estimate equals that of the generic path.
 
 Nothing here knows about DomainBed.
 """
@@ -78,10 +79,9 @@ class _LinearHutchinson(torch.autograd.Function):
     """``D(F, P)`` for fixed weights and probe seeds; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, design, probs, weights, plan, num_probes):
+    def forward(ctx, design, probs, weights, plan, num_probes, needs_grad):
         probs_t = probs.t().contiguous()
         weighted_design = design * weights[:, None]
-        needs_grad = any(ctx.needs_input_grad[:2])
         mz, kept_u = _accumulate_mz(design, probs_t, plan, keep_u=needs_grad)
         estimate = torch.linalg.vecdot(mz, weighted_design[None], dim=1) / num_probes
         if needs_grad:
@@ -97,9 +97,10 @@ class _LinearHutchinson(torch.autograd.Function):
         c, k = grad_estimate.shape
         grad_scaled = grad_estimate.contiguous() / ctx.num_probes
         weighted_design = design * weights[:, None]
+        wants_design = ctx.needs_input_grad[0]
         # d/d(w F) of sum_{s,c} M_s[n, c] Q_s[c, k], with Q_s = Gbar * z_s / S:
-        grad_design = torch.linalg.vecdot(mz, grad_scaled[:, None, :], dim=0) \
-            * weights[:, None]
+        grad_design = (torch.linalg.vecdot(mz, grad_scaled[:, None, :], dim=0)
+                       * weights[:, None]) if wants_design else None
         # Mbar_s[n, c] = sum_k z_s[c, k] (Gbar[c, k] w_n F[n, k] / S), batched over c.
         scaled_design = grad_scaled[:, None, :] * weighted_design[None]  # (C, N, K)
         grad_probs_t = torch.zeros_like(probs_t)
@@ -111,9 +112,10 @@ class _LinearHutchinson(torch.autograd.Function):
             row = _row_sums(u, probs_t)
             a_bar = m_bar - (m_bar * probs_t).sum(dim=1, keepdim=True)
             grad_probs_t += (a_bar * u - m_bar * row).sum(dim=0)
-            u_bar = (a_bar * probs_t).reshape(size * c, -1)
-            grad_design += u_bar.t() @ probe.view(size * c, k)
-        return grad_design, grad_probs_t.t(), None, None, None
+            if wants_design:
+                u_bar = (a_bar * probs_t).reshape(size * c, -1)
+                grad_design += u_bar.t() @ probe.view(size * c, k)
+        return grad_design, grad_probs_t.t(), None, None, None, None
 
 
 def hutchinson_diagonal(design: torch.Tensor, probs: torch.Tensor,
@@ -125,8 +127,13 @@ def hutchinson_diagonal(design: torch.Tensor, probs: torch.Tensor,
 
     Differentiable in ``design`` (N, K) and ``probs`` (N, C); ``weights`` (N,)
     are constants. Memory beyond the inputs: one chunk of probes while it is in
-    use, ``R`` (C x N x K), and, kept for backward when gradients are needed,
-    ``R`` and ``U`` for all S probes (S x C x N).
+    use and ``R`` (C x N x K: the head's size times the batch); kept for backward
+    when gradients are needed, ``R`` and ``U`` for all S probes (S x C x N); the
+    backward adds one more C x N x K temporary.
     """
     plan = probes.chunk_seeds(num_probes, chunk_size, generator)
-    return _LinearHutchinson.apply(design, probs, weights.detach(), plan, num_probes)
+    # Decided here: inside forward, grad mode is always off and needs_input_grad
+    # ignores an enclosing no_grad.
+    needs_grad = torch.is_grad_enabled() and (design.requires_grad or probs.requires_grad)
+    return _LinearHutchinson.apply(design, probs, weights.detach(), plan, num_probes,
+                                   needs_grad)

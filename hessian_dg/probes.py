@@ -116,8 +116,9 @@ def draw_chunk(seed: int, size: int, shape: Sequence[int],
                out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The ``size`` probes of one chunk, shape ``(size, *shape)``, from its seed.
 
-    ``out``, if given, is a buffer of at least ``size * prod(shape)`` entries to
-    draw into (its leading part is returned), so chunks can reuse one buffer.
+    ``out``, if given, is a contiguous buffer of at least ``size * prod(shape)``
+    entries to draw into (its leading part is returned), so chunks can reuse one
+    buffer; its dtype and device then stand for ``dtype`` and ``device``.
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     full_shape = (size, *shape)
@@ -143,8 +144,9 @@ def rademacher_probe_mean(
     batch of the per-probe quantity (any shape). It is called once per chunk, and
     whatever autograd graph it builds is kept until backward.
 
-    The result depends only on the generator's state, ``num_probes`` and
-    ``chunk_size``: the same inputs give the same probes, chunk by chunk those of
+    The probes depend only on the generator's state, ``num_probes``,
+    ``chunk_size``, ``dtype`` and ``device`` (a word of random bits gives as many
+    signs as the float type has bits), chunk by chunk those of
     :func:`chunk_seeds` and :func:`draw_chunk`.
     """
     total = None

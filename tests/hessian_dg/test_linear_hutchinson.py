@@ -88,15 +88,27 @@ def test_saves_nothing_the_size_of_the_probes():
     assert torch.isfinite(features.grad).all() and features.grad.abs().sum() > 0
 
 
-def test_constant_inputs_keep_no_state():
-    """The average loss's target is built on detached features and logits: nothing
-    is saved for a backward pass, and the value is that of the differentiable path."""
+@pytest.mark.parametrize("case, kept", [("constant inputs", False), ("no_grad", False),
+                                         ("gradients", True)])
+def test_u_is_kept_only_when_a_backward_pass_can_follow(monkeypatch, case, kept):
+    """The average loss's target (detached inputs) and anything under no_grad keep
+    no U (S x C x N numbers); the value is the same either way."""
+    calls = []
+    original = linear_hutchinson._accumulate_mz
+
+    def spy(*args, keep_u):
+        mz, kept_u = original(*args, keep_u=keep_u)
+        calls.append(len(kept_u))
+        return mz, kept_u
+
+    monkeypatch.setattr(linear_hutchinson, "_accumulate_mz", spy)
     problem = _problem(True)
-    features, weight, bias, labels, weights = problem
-    detached = (features.detach(), weight.detach(), bias.detach(), labels, weights)
-    saved = []
-    with torch.autograd.graph.saved_tensors_hooks(
-            lambda t: saved.append(t.shape) or t, lambda t: t):
-        constant = _estimate(detached, True, True, 10, 4)
-    assert saved == [] and constant.grad_fn is None
-    assert torch.equal(constant, _estimate(problem, True, True, 10, 4).detach())
+    if case == "constant inputs":
+        features, weight, bias, labels, weights = problem
+        problem = (features.detach(), weight.detach(), bias.detach(), labels, weights)
+    with torch.no_grad() if case == "no_grad" else torch.enable_grad():
+        estimate = _estimate(problem, True, True, 10, 4)
+    assert calls == [3 if kept else 0]  # chunks of 4, 4 and 2 probes
+    assert (estimate.grad_fn is not None) == kept
+    monkeypatch.undo()
+    assert torch.equal(estimate.detach(), _estimate(_problem(True), True, True, 10, 4).detach())

@@ -38,6 +38,15 @@ def test_rademacher_fills_a_ragged_tail_and_reused_buffers():
     assert torch.equal(a, probes.rademacher((3, 7, 11), torch.Generator().manual_seed(2)))
 
 
+def test_rademacher_short_draws_use_fresh_bits():
+    """Fewer entries than a word has bits (the ragged path alone): each position is
+    still a fair, seed-dependent sign."""
+    draws = torch.stack([probes.rademacher((5,), torch.Generator().manual_seed(seed))
+                         for seed in range(400)])
+    assert set(draws.unique().tolist()) == {-1.0, 1.0}
+    assert draws.mean(dim=0).abs().max() < 0.25  # 400 signs each: s.e. 0.05
+
+
 def test_rademacher_rejects_what_it_cannot_fill():
     with pytest.raises(TypeError, match="torch.int64"):
         probes.rademacher_(torch.zeros(4, dtype=torch.int64), torch.Generator())
