@@ -12,7 +12,10 @@ the shipped path):
   ``LinearSoftmaxHead.hvp`` and differentiated by autograd, each chunk of probes
   under activation checkpointing so that memory stays one chunk (the formulation
   this project used before ``linear_hutchinson.py``);
-- ``exact``: the exact diagonal; ``hgp``: H g.
+- ``hutchinson-double-backprop``, ``hgp-double-backprop``: the authors'
+  formulation (:mod:`stepcost.double_backprop_penalty`): autograd
+  Hessian-vector products, S probes in a Python loop, all kept in the graph;
+- ``exact``: the exact diagonal; ``hgp``: H g in closed form.
 
 Usage::
 
@@ -24,7 +27,9 @@ Nothing here needs DomainBed.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -34,9 +39,16 @@ from torch.utils.checkpoint import checkpoint
 from hessian_dg import alignment, probes
 from hessian_dg.linear_softmax import LinearSoftmaxHead
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for ``stepcost``
+
+from stepcost.double_backprop_penalty import double_backprop_penalty  # noqa: E402
+
 #: (examples per domain, classes, head inputs incl. bias): ResNet-18 / ResNet-50
 #: features with DomainNet's 345 classes, at 8 and 32 examples per domain.
 DEFAULT_SHAPES = ((8, 345, 513), (32, 345, 513), (8, 345, 2049), (32, 345, 2049))
+
+
+ALPHA, BETA = 1e-3, 5e-3  # Hutchinson's default penalty weights
 
 
 class AutogradHutchinson:
@@ -58,16 +70,41 @@ class AutogradHutchinson:
         return total / self.num_probes
 
 
+def closed_form(make_curvature: Callable) -> Callable:
+    """A penalty through ``alignment.stacked_domain_penalty`` and a curvature."""
+    def penalty(features, weight, bias, labels, sizes, num_probes, chunk_size):
+        curvature = make_curvature(num_probes, torch.Generator().manual_seed(1),
+                                   chunk_size)
+        return alignment.stacked_domain_penalty(
+            LinearSoftmaxHead.from_logits, features, features @ weight.t() + bias,
+            labels, sizes, curvature, ALPHA, BETA).total
+    return penalty
+
+
+def double_backprop(curvature: str) -> Callable:
+    """The authors' formulation: autograd products, probes in a Python loop."""
+    def penalty(features, weight, bias, labels, sizes, num_probes, chunk_size):
+        return double_backprop_penalty(
+            lambda f: f @ weight.t() + bias, [weight, bias], features,
+            list(labels.split(sizes)), curvature, ALPHA, BETA, num_probes=num_probes,
+            generator=torch.Generator().manual_seed(1))
+    return penalty
+
+
 VARIANTS: Dict[str, Callable] = {
-    "hutchinson": lambda s, g, c: alignment.HutchinsonDiagonal(s, g, chunk_size=c),
-    "hutchinson-autograd": lambda s, g, c: AutogradHutchinson(s, g, c),
-    "exact": lambda s, g, c: alignment.ExactHessianDiagonal(),
-    "hgp": lambda s, g, c: alignment.HessianGradientProduct(),
+    "hutchinson": closed_form(
+        lambda s, g, c: alignment.HutchinsonDiagonal(s, g, chunk_size=c)),
+    "hutchinson-autograd": closed_form(AutogradHutchinson),
+    "hutchinson-double-backprop": double_backprop("hutchinson"),
+    "exact": closed_form(lambda s, g, c: alignment.ExactHessianDiagonal()),
+    "hgp": closed_form(lambda s, g, c: alignment.HessianGradientProduct()),
+    "hgp-double-backprop": double_backprop("hgp"),
 }
 
 
-def make_step(shape: Tuple[int, int, int], num_domains: int, curvature) -> Callable:
-    """One forward and backward of the penalty, on fixed random inputs."""
+def make_step(shape: Tuple[int, int, int], num_domains: int, penalty: Callable,
+              num_probes: int, chunk_size: int) -> Callable:
+    """One forward and backward of ``penalty``, on fixed random inputs."""
     n, c, k = shape
     g = torch.Generator().manual_seed(0)
     features = torch.randn(num_domains * n, k - 1, generator=g, requires_grad=True)
@@ -79,12 +116,9 @@ def make_step(shape: Tuple[int, int, int], num_domains: int, curvature) -> Calla
     def step() -> float:
         for leaf in (features, weight, bias):
             leaf.grad = None
-        logits = features @ weight.t() + bias
-        penalty = alignment.stacked_domain_penalty(
-            LinearSoftmaxHead.from_logits, features, logits, labels, sizes, curvature,
-            alpha=1e-3, beta=5e-3)
-        penalty.total.backward()
-        return float(penalty.total.detach())
+        total = penalty(features, weight, bias, labels, sizes, num_probes, chunk_size)
+        total.backward()
+        return float(total.detach())
 
     return step
 
@@ -95,10 +129,8 @@ def measure(shapes: Sequence[Tuple[int, int, int]], variants: Sequence[str],
     for shape in shapes:
         steps = {}
         for name in variants:
-            # The same generator seed: Hutchinson variants draw the same probes.
-            curvature = VARIANTS[name](num_probes, torch.Generator().manual_seed(1),
-                                       chunk_size)
-            steps[name] = make_step(shape, num_domains, curvature)
+            steps[name] = make_step(shape, num_domains, VARIANTS[name], num_probes,
+                                    chunk_size)
             steps[name]()  # warm-up
         seconds = {name: [] for name in variants}
         for _ in range(repeats):

@@ -1,8 +1,7 @@
-"""Parts of ``benchmarks/step_cost.py``: what is measured, how, and how it is reported.
+"""Parts of the benchmarks: what is measured, how, and how it is reported.
 
-Importing the package makes DomainBed importable (``hessian-dg setup``, or
-``DOMAINBED_ROOT``), since the variants are DomainBed algorithms.
+``variants``, ``double_backprop``, ``measure`` and ``report`` make DomainBed
+importable first (``hessian-dg setup``, or ``DOMAINBED_ROOT``), since the step
+benchmark's variants are DomainBed algorithms; ``double_backprop_penalty`` needs
+no DomainBed.
 """
-from domainbed_patch.locate import ensure_domainbed_importable
-
-ensure_domainbed_importable()

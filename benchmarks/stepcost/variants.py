@@ -14,10 +14,14 @@ from typing import Dict, Optional
 
 import torch
 
-from domainbed import algorithms as domainbed_algorithms
-from domainbed import hparams_registry
+from domainbed_patch.locate import ensure_domainbed_importable
 
-from stepcost.double_backprop import DoubleBackpropAlignment
+ensure_domainbed_importable()
+
+from domainbed import algorithms as domainbed_algorithms  # noqa: E402
+from domainbed import hparams_registry  # noqa: E402
+
+from stepcost.double_backprop import DoubleBackpropAlignment  # noqa: E402
 
 
 @dataclass(frozen=True)
