@@ -22,8 +22,8 @@ Here it is written out: given ``Gbar = dL/dD`` and ``Q_s = Gbar * z_s / S``,
 
 It keeps ``U_s`` (S x N x C numbers) and ``R`` (C x N x K: the head's size
 times the batch, not S times it), and regenerates the probes chunk by chunk from
-their seeds into one reused buffer:
-nothing of size S x C x K outlives a chunk and the forward is not recomputed.
+their seeds into one reused buffer: nothing of size S x C x K outlives a chunk,
+and the forward is not recomputed.
 Per chunk of probes the forward is two matrix products (``U``, ``R``) and the
 backward two (``Mbar``, ``Fbar``), each one pass over the chunk's probes.
 
