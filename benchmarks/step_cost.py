@@ -25,7 +25,8 @@ measured on CPU and CUDA: :mod:`stepcost.measure`). The ResNets have random
 weights (:func:`stepcost.variants.random_init_resnets`).
 
 The parts live in the package ``benchmarks/stepcost``: variants (what is
-measured), double_backprop (the reference), measure (how), report (tables).
+measured), double_backprop and double_backprop_penalty (the reference),
+measure (how), report (tables).
 
 Usage::
 

@@ -12,7 +12,7 @@ ensure_domainbed_importable()
 from domainbed import algorithms as domainbed_algorithms  # noqa: E402
 from domainbed import networks  # noqa: E402
 
-from stepcost.double_backprop_penalty import double_backprop_penalty  # noqa: E402
+from stepcost.double_backprop_penalty import CURVATURES, double_backprop_penalty  # noqa: E402
 
 
 class DoubleBackpropAlignment(domainbed_algorithms.Algorithm):
@@ -29,8 +29,8 @@ class DoubleBackpropAlignment(domainbed_algorithms.Algorithm):
     def __init__(self, input_shape, num_classes, num_domains, hparams, curvature,
                  max_probes=None):
         super().__init__(input_shape, num_classes, num_domains, hparams)
-        if curvature not in ("hgp", "hutchinson"):
-            raise ValueError(f"curvature must be 'hgp' or 'hutchinson', got {curvature!r}")
+        if curvature not in CURVATURES:
+            raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
         self.curvature = curvature
         self.num_probes = self.hparams.get("hutchinson_samples")
         if max_probes is not None and self.num_probes is not None:
