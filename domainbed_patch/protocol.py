@@ -24,6 +24,9 @@ SMALL_IMAGES = ("Debug28", "RotatedMNIST", "ColoredMNIST")
 #: algorithms whose batch size DomainBed fixes rather than draws (unchanged).
 FIXED_BATCH_ALGORITHMS = ("ARM", "RDM")
 
+#: hparams the "paper" protocol may fix per job.
+KEYS_SET = ("resnet50_augmix", "batch_size")
+
 #: (low, high) exponents of the paper-era random batch size, by dataset kind.
 PAPER_BATCH_EXPONENTS = {"small_images": (4, 9), "DomainNet": (4, 5), "other": (4, 5.5)}
 UPSTREAM_BATCH_EXPONENTS = {"small_images": (3, 9), "DomainNet": (3, 5), "other": (3, 5.5)}

@@ -11,7 +11,12 @@
   DomainBed seeds its own.
 
 No file of DomainBed is edited. :func:`unregister` restores both modules.
-A name already used by DomainBed raises :class:`RegistrationError`.
+
+A name DomainBed already has (the authors' fork defines its own ``HGP`` and
+``Hutchinson``) is left to DomainBed: its algorithm class and its hparams stay as
+they are, the plugin registers only the names DomainBed lacks, and says so once
+per process with a :class:`DomainBedAlreadyDefinesWarning` naming
+``HESSIAN_DG_DISABLE``. So the fork's own ``train`` runs with the plugin installed.
 """
 from __future__ import annotations
 
@@ -24,8 +29,8 @@ PLUGIN_ALGORITHMS = tuple(HPARAMS)
 _ORIGINAL = "_hessian_dg_original"
 
 
-class RegistrationError(RuntimeError):
-    """The plugin's names collide with DomainBed's own."""
+class DomainBedAlreadyDefinesWarning(UserWarning):
+    """DomainBed defines a name of the plugin's; DomainBed's own is kept."""
 
 
 class DomainBedCompatibilityWarning(UserWarning):
@@ -58,8 +63,27 @@ def _warn_if_incompatible(module_name: str, module) -> bool:
     return not missing
 
 
+#: plugin names that DomainBed defines itself, and so keeps (filled as found).
+LEFT_TO_DOMAINBED: set = set()
+_said = []
+
+
+def _leave_to_domainbed(name: str, what: str) -> None:
+    """Record that DomainBed keeps its own ``name``; warn once per process."""
+    LEFT_TO_DOMAINBED.add(name)
+    if not _said:
+        _said.append(name)
+        from domainbed_patch.startup import DISABLE_VARIABLE
+        warnings.warn(
+            f"DomainBed already defines {what}; hessian-dg leaves DomainBed's own "
+            f"{sorted(PLUGIN_ALGORITHMS)} alone wherever it defines them and registers "
+            f"only what it lacks. Set {DISABLE_VARIABLE}=1 to run without the plugin.",
+            DomainBedAlreadyDefinesWarning, stacklevel=4)
+
+
 def register_algorithms(module=None) -> None:
-    """Add HGP and Hutchinson to ``domainbed.algorithms`` (idempotent)."""
+    """Add HGP and Hutchinson to ``domainbed.algorithms`` (idempotent); a name
+    DomainBed already defines is left as it is."""
     module = module or importlib.import_module("domainbed.algorithms")
     if not _warn_if_incompatible("domainbed.algorithms", module):
         return
@@ -72,9 +96,8 @@ def register_algorithms(module=None) -> None:
                 module.ALGORITHMS.append(name)
             continue
         if existing is not None or name in module.ALGORITHMS:
-            raise RegistrationError(
-                f"DomainBed already defines an algorithm named {name!r}; hessian-dg "
-                f"will not replace it. Set HESSIAN_DG_DISABLE=1 to run without the plugin.")
+            _leave_to_domainbed(name, f"an algorithm named {name!r}")
+            continue
         setattr(module, name, cls)
         module.ALGORITHMS.append(name)
 
@@ -82,10 +105,13 @@ def register_algorithms(module=None) -> None:
 def _with_plugin_hparams(original):
     def _hparams(algorithm, dataset, random_seed):
         hparams = original(algorithm, dataset, random_seed)
-        for spec in HPARAMS.get(algorithm, ()):
-            if spec.name in hparams:
-                raise RegistrationError(
-                    f"DomainBed already declares hparam {spec.name!r} for {algorithm}")
+        specs = HPARAMS.get(algorithm, ())
+        declared = [spec.name for spec in specs if spec.name in hparams]
+        if declared:
+            _leave_to_domainbed(algorithm, f"hparam {declared[0]!r} for {algorithm}")
+        if declared or algorithm in LEFT_TO_DOMAINBED:
+            return hparams
+        for spec in specs:
             hparams[spec.name] = (spec.default, spec.random(random_seed))
         return hparams
 
@@ -110,6 +136,7 @@ def register() -> None:
 
 
 def is_registered() -> bool:
+    """True when every plugin name is served: by the plugin, or by DomainBed itself."""
     import domainbed.algorithms as algorithms
     import domainbed.hparams_registry as registry
     return (all(n in algorithms.ALGORITHMS and hasattr(algorithms, n)
@@ -118,14 +145,16 @@ def is_registered() -> bool:
 
 
 def unregister() -> None:
-    """Undo :func:`register` in this process."""
+    """Undo :func:`register` in this process (DomainBed's own names stay)."""
     import domainbed.algorithms as algorithms
     import domainbed.hparams_registry as registry
+    from hessian_dg import algorithms as ours
     for name in PLUGIN_ALGORITHMS:
+        if getattr(algorithms, name, None) is not getattr(ours, name):
+            continue
         while name in algorithms.ALGORITHMS:
             algorithms.ALGORITHMS.remove(name)
-        if hasattr(algorithms, name):
-            delattr(algorithms, name)
+        delattr(algorithms, name)
     original = getattr(registry._hparams, _ORIGINAL, None)
     if original is not None:
         registry._hparams = original

@@ -79,12 +79,32 @@ def load(args):
     return preset
 
 
+def check_preset_hparams(preset) -> None:
+    """The preset's ``[hparams]`` for every (algorithm, dataset): no unknown key, no
+    wrong type, no value out of its domain, no broken rule across hparams. A key
+    that only some of the sweep's algorithms know is fine (see :func:`plan`)."""
+    for dataset in preset.datasets:
+        for algorithm in preset.algorithms:
+            validation.check_hparams(algorithm, dataset, dict(preset.hparams),
+                                     also_valid=protocol.KEYS_SET)
+
+
+def ignored_hparams_lines(preset) -> List[str]:
+    """One line per ``[hparams]`` key that some algorithms of the sweep ignore."""
+    lines = []
+    for key in sorted(preset.hparams):
+        ignoring = validation.ignoring_algorithms(key, preset.algorithms, preset.datasets)
+        if ignoring:
+            lines.append(f"hparams.{key} = {preset.hparams[key]!r}: ignored by "
+                         f"{', '.join(ignoring)} (not one of their hparams)")
+    return lines
+
+
 def check_jobs(preset, jobs) -> None:
     """Everything that can be wrong before a job starts, per (algorithm, dataset)."""
+    check_preset_hparams(preset)
     for dataset in preset.datasets:
         validation.check_data_dir(dataset, preset.data_dir)
-        for algorithm in preset.algorithms:
-            validation.check_hparams(algorithm, dataset, dict(preset.hparams))
     checked = set()
     for job in jobs:
         a = job.train_args
@@ -99,8 +119,11 @@ def check_jobs(preset, jobs) -> None:
 
 
 def plan(preset, jobs, seconds_per_step: Optional[float]) -> None:
+    check_preset_hparams(preset)
     print(f"Preset {preset.name} ({preset.source}): {preset.description}")
     print(protocol.describe(preset.protocol))
+    for line in ignored_hparams_lines(preset):
+        print(line)
     counts = collections.Counter((j.train_args["dataset"], j.train_args["algorithm"])
                                  for j in jobs)
     width = max(len(a) for a in preset.algorithms)

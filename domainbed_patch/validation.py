@@ -7,9 +7,11 @@ and their default batch size is 64.
 """
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import os
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
 from hessian_dg import hparams as plugin_hparams
 
@@ -84,13 +86,54 @@ def _compatible(default, value) -> bool:
     return True
 
 
-def check_hparams(algorithm: str, dataset: str, overrides: dict) -> dict:
-    """Types of ``overrides`` against the registry's defaults; plugin hparams' domains.
+@functools.lru_cache(maxsize=None)
+def declared_hparams() -> frozenset:
+    """Every hparam DomainBed's registry (with the plugin) declares for some
+    algorithm and some dataset. Keys that DomainBed's networks read for some
+    inputs (``mlp_width``, ``resnet18``, ...) are among them."""
+    from domainbed import algorithms, datasets, hparams_registry
+    return frozenset(key for algorithm in algorithms.ALGORITHMS
+                     for dataset in datasets.DATASETS
+                     for key in hparams_registry.default_hparams(algorithm, dataset))
 
-    Returns the merged default hparams. Names the registry does not declare pass
-    (DomainBed's networks read some undeclared ones, e.g. ``mlp_width``).
+
+def check_known_keys(algorithm: str, dataset: str, keys: Iterable[str],
+                     also_valid: Iterable[str] = ()) -> None:
+    """A key no algorithm or dataset declares (and not in ``also_valid``, e.g. what
+    a sweep protocol sets) is a typo: DomainBed's train would merge it silently and
+    train as if it were not there."""
+    from domainbed import hparams_registry
+    valid = declared_hparams() | set(also_valid)
+    for key in keys:
+        if key in valid:
+            continue
+        own = sorted(hparams_registry.default_hparams(algorithm, dataset))
+        close = difflib.get_close_matches(key, sorted(valid), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(
+            f"unknown hparam {key!r}{hint}: DomainBed declares it for no algorithm and "
+            f"no dataset, so it would be ignored. {algorithm} on {dataset} takes: "
+            f"{', '.join(own)}")
+
+
+def ignoring_algorithms(key: str, algorithms: Iterable[str],
+                        datasets: Iterable[str]) -> List[str]:
+    """The ``algorithms`` that declare ``key`` for none of ``datasets``."""
+    from domainbed import hparams_registry
+    return [a for a in algorithms
+            if not any(key in hparams_registry.default_hparams(a, d) for d in datasets)]
+
+
+def check_hparams(algorithm: str, dataset: str, overrides: dict,
+                  also_valid: Iterable[str] = ()) -> dict:
+    """Keys, types and domains of ``overrides``, and the rules across hparams.
+
+    A key must be declared by DomainBed's registry for some algorithm or dataset
+    (:func:`check_known_keys`); its type must match the registry's default; the
+    plugin's hparams must lie in their domains. Returns the merged default hparams.
     """
     from domainbed import hparams_registry
+    check_known_keys(algorithm, dataset, overrides, also_valid)
     merged = hparams_registry.default_hparams(algorithm, dataset)
     for key, value in overrides.items():
         if key in merged and not _compatible(merged[key], value):

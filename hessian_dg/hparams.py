@@ -3,8 +3,10 @@
 One declaration per name: a default, a random distribution, and what values are
 allowed. Random draws follow DomainBed's scheme: the value of hparam ``name`` for
 ``random_seed`` is drawn from ``np.random.RandomState(seed_hash(random_seed, name))``,
-so draws depend on neither declaration order nor the other hparams, and match the
-authors' registry for the same seeds.
+so draws depend on neither declaration order nor the other hparams. Random ranges
+are drawn with the bounds in the authors' order (``10**r.uniform(-3, -5)``: high
+first), which gives the same law as ``uniform(-5, -3)`` but, for each seed, the
+authors' value: numpy returns ``start + (end - start) * u``.
 
 Registry (the authors' values; Hutchinson's defaults lie far outside its own
 random ranges, which is kept for fidelity):
@@ -50,13 +52,30 @@ def seed_hash(*args) -> int:
 
 @dataclass(frozen=True)
 class LogUniform:
-    """``10 ** U(low, high)``."""
+    """``10 ** U(low, high)``, drawn as ``10 ** rng.uniform(start, end)``.
 
-    low: float
-    high: float
+    numpy's ``uniform(start, end)`` is ``start + (end - start) * u``: the law
+    depends on the two bounds alone, the value for a given seed on their order too.
+    ``start``/``end`` keep the order of the registry being reproduced; people read
+    the law as a range (``str``).
+
+    >>> str(LogUniform(-3, -5)), LogUniform(-3, -5).low
+    ('10^U(-5, -3)', -5)
+    """
+
+    start: float
+    end: float
+
+    @property
+    def low(self) -> float:
+        return min(self.start, self.end)
+
+    @property
+    def high(self) -> float:
+        return max(self.start, self.end)
 
     def sample(self, rng: np.random.RandomState) -> float:
-        return float(10 ** rng.uniform(self.low, self.high))
+        return float(10 ** rng.uniform(self.start, self.end))
 
     def __str__(self) -> str:
         return f"10^U({self.low:g}, {self.high:g})"
@@ -118,19 +137,21 @@ class HparamSpec:
         return self.distribution.sample(rng)
 
 
-def _penalty_weights(alpha_default, alpha_range, beta_default, beta_range):
+def _penalty_weights(alpha_default, alpha_bounds, beta_default, beta_bounds):
+    """``penalty_alpha`` and ``penalty_beta``; bounds in the authors' order."""
     return (
-        HparamSpec("penalty_alpha", alpha_default, LogUniform(*alpha_range),
+        HparamSpec("penalty_alpha", alpha_default, LogUniform(*alpha_bounds),
                    NonNegativeReal(), "alpha, weight of the curvature (Hessian) term"),
-        HparamSpec("penalty_beta", beta_default, LogUniform(*beta_range),
+        HparamSpec("penalty_beta", beta_default, LogUniform(*beta_bounds),
                    NonNegativeReal(), "beta, weight of the gradient term"),
     )
 
 
 #: algorithm name -> its hyperparameters, in declaration order.
 HPARAMS: Dict[str, tuple] = {
-    "HGP": _penalty_weights(1e-4, (-5, -3), 5e-3, (-3, -1)),
-    "Hutchinson": _penalty_weights(1e-3, (1, 4), 5e-3, (2, 6)) + (
+    # The authors write every range high bound first, e.g. 10**r.uniform(-3, -5).
+    "HGP": _penalty_weights(1e-4, (-3, -5), 5e-3, (-1, -3)),
+    "Hutchinson": _penalty_weights(1e-3, (4, 1), 5e-3, (6, 2)) + (
         HparamSpec("hutchinson_samples", 300, Fixed(300), PositiveInt(),
                    "S, Rademacher probes per domain and for the average loss"),
         HparamSpec("hutchinson_exact", False, Fixed(False), Boolean(),
@@ -138,6 +159,27 @@ HPARAMS: Dict[str, tuple] = {
                    "the estimate; linear heads only"),
         HparamSpec("hutchinson_chunk_size", 32, Fixed(32), PositiveInt(),
                    "probes evaluated at once; bounds memory, not the result's law"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A rule across hparams: ``holds(hparams)`` must be true, else ``message``."""
+
+    names: tuple
+    holds: Any
+    message: str
+
+
+#: algorithm -> rules across its hparams (and DomainBed's), checked with the values.
+CONSTRAINTS: Dict[str, tuple] = {
+    "Hutchinson": (
+        Constraint(("hutchinson_exact", "nonlinear_classifier"),
+                   lambda h: not (h["hutchinson_exact"] and h["nonlinear_classifier"]),
+                   "hutchinson_exact=true needs a linear head, but "
+                   "nonlinear_classifier=true (the exact diagonal is closed-form only "
+                   "for a linear head); set one of them to false"),
     ),
 }
 
@@ -161,7 +203,8 @@ def random_hparams(algorithm: str, random_seed: int) -> Dict[str, Any]:
 
 
 def validate_hparams(algorithm: str, hparams: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first hparam that is missing or not allowed."""
+    """Raise ``ValueError`` naming the first hparam that is missing or not allowed,
+    or the first rule of :data:`CONSTRAINTS` that the values break."""
     for spec in _specs(algorithm):
         if spec.name not in hparams:
             raise ValueError(f"{algorithm}: missing hparam {spec.name!r} ({spec.doc}); "
@@ -171,3 +214,7 @@ def validate_hparams(algorithm: str, hparams: Mapping[str, Any]) -> None:
             raise ValueError(f"{algorithm}: hparam {spec.name}={value!r} "
                              f"({type(value).__name__}) is not allowed; expected "
                              f"{spec.allowed.description}")
+    for constraint in CONSTRAINTS.get(algorithm, ()):
+        if all(name in hparams for name in constraint.names) and \
+                not constraint.holds(hparams):
+            raise ValueError(f"{algorithm}: {constraint.message}")

@@ -1,4 +1,11 @@
-"""Shared fixtures: float64 references and the real-DomainBed gate."""
+"""Shared fixtures: float64 references and the real-DomainBed gate.
+
+Tests marked ``integration`` need the real DomainBed. Where it is missing they are
+skipped with the reason and how to get it; in CI (``CI=true``) that skip is a
+failure instead, so a machine that silently lost DomainBed cannot pass.
+"""
+import os
+
 import pytest
 import torch
 
@@ -16,8 +23,23 @@ def _domainbed_missing_reason():
 
 
 DOMAINBED_MISSING = _domainbed_missing_reason()
-requires_domainbed = pytest.mark.skipif(DOMAINBED_MISSING is not None,
-                                        reason=DOMAINBED_MISSING or "")
+
+
+def in_ci() -> bool:
+    """True where ``$CI`` says so (``true``, ``1``, ``yes``)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def skip_or_fail_in_ci(reason: str) -> None:
+    """Skip with ``reason``; in CI, fail: CI must run every test."""
+    if in_ci():
+        pytest.fail(f"CI=true, and this test would be skipped: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("integration") is not None and DOMAINBED_MISSING:
+        skip_or_fail_in_ci(DOMAINBED_MISSING)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import requires_domainbed
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "step_cost.py"
 
@@ -31,7 +30,7 @@ def step_cost():
     return load_step_cost()
 
 
-@requires_domainbed
+@pytest.mark.integration
 def test_tiny_run_prints_a_finite_table_for_every_variant(step_cost, tmp_path, capsys):
     output = tmp_path / "results.json"
     rows = step_cost.main([
@@ -66,7 +65,7 @@ def test_tiny_run_prints_a_finite_table_for_every_variant(step_cost, tmp_path, c
     assert saved["machine"]["device"] == "cpu"
 
 
-@requires_domainbed
+@pytest.mark.integration
 def test_double_backprop_reference_has_the_same_penalty_as_hgp(step_cost):
     """The reference computes the objective of HGP: same penalty at the same weights."""
     import torch
@@ -86,7 +85,7 @@ def test_double_backprop_reference_has_the_same_penalty_as_hgp(step_cost):
     assert penalties["dbp-hgp"] == pytest.approx(penalties["hgp"], rel=1e-4)
 
 
-@requires_domainbed
+@pytest.mark.integration
 def test_unknown_variant_names_the_accepted_forms(step_cost):
     with pytest.raises(ValueError, match="hutchinson-s<S>"):
         step_cost.parse_variant("hutchinson")

@@ -2,9 +2,8 @@
 import pytest
 
 from domainbed_patch import cli
-from tests.conftest import requires_domainbed
 
-pytestmark = [requires_domainbed, pytest.mark.integration]
+pytestmark = pytest.mark.integration
 
 TRAIN = ["train", "--dataset", "Debug28", "--algorithm", "HGP", "--steps", "1"]
 SWEEP = ["sweep", "launch", "smoke"]
@@ -24,6 +23,14 @@ BAD_INPUT = {
     "train-missing-data-dir": (["train", "--dataset", "PACS", "--algorithm", "HGP"],
                                ["dataset PACS needs its data", "--data_dir is missing",
                                 "download_pacs"]),
+    "train-hparam-typo": (TRAIN + ["--hparams", '{"batch_size": 8, "penalty_alpah": 1}'],
+                          ["unknown hparam 'penalty_alpah'", "did you mean 'penalty_alpha'",
+                           "HGP on Debug28 takes", "penalty_beta"]),
+    "train-exact-nonlinear": (["train", "--dataset", "Debug28", "--algorithm", "Hutchinson",
+                               "--hparams", '{"batch_size": 8, "hutchinson_exact": true, '
+                               '"nonlinear_classifier": true}'],
+                              ["hutchinson_exact=true needs a linear head",
+                               "nonlinear_classifier=true"]),
     "train-batch-hangs": (TRAIN, ["batch_size 64 exceeds the 13 examples", "Debug28",
                                   "batch_size\": 13"]),
     "train-test-env-range": (TRAIN + ["--test_envs", "5"], ["--test_envs [5] out of range"]),
@@ -35,6 +42,11 @@ BAD_INPUT = {
                          ["hparam lr='fast' is a str", "expects a float"]),
     "sweep-missing-data-dir": (SWEEP + ["--datasets", "VLCS"],
                                ["dataset VLCS needs its data", "download_vlcs"]),
+    "sweep-hparam-typo": (SWEEP + ["--hparams", '{"hutchinson_sample": 8}'],
+                          ["unknown hparam 'hutchinson_sample'",
+                           "did you mean 'hutchinson_samples'"]),
+    "sweep-plan-hparam-typo": (["sweep", "plan", "--set", "hparams.lrr=0.1"],
+                               ["unknown hparam 'lrr'", "did you mean 'lr'"]),
     "sweep-batch-hangs": (SWEEP + ["--hparams", '{"batch_size": 64}'],
                           ["batch_size 64 exceeds the 13 examples"]),
     "sweep-unknown-preset": (["sweep", "plan", "smok"], ["unknown preset 'smok'",
@@ -77,3 +89,14 @@ def test_plan_counts_jobs_and_compute(capsys):
     # 3 algorithms x 3 test environments x 2 hparams x 1 trial, 11 steps each
     assert "18 jobs, 198 training steps" in out
     assert "compute: 198 GPU-hours" in out and "protocol: paper" in out
+    # the smoke preset's [hparams] apply to every algorithm; plan says who ignores what
+    assert "hparams.hutchinson_samples = 50: ignored by ERM, HGP" in out
+    assert "hparams.batch_size" not in out
+
+
+def test_a_key_another_algorithm_declares_passes(tmp_path):
+    """mlp_width is declared (for DANN) and read by DomainBed's networks for some
+    inputs: a typo check must not refuse it."""
+    from domainbed_patch import validation
+    merged = validation.check_hparams("HGP", "Debug28", {"mlp_width": 64})
+    assert merged["mlp_width"] == 64

@@ -4,9 +4,8 @@ import sys
 
 import pytest
 
-from tests.conftest import requires_domainbed
 
-pytestmark = [requires_domainbed, pytest.mark.integration]
+pytestmark = pytest.mark.integration
 
 
 def test_failure_is_recorded_and_leftovers_cleared(tmp_path):

@@ -1,13 +1,14 @@
 """Expanding presets into DomainBed jobs: counts, protocol, states."""
+import csv
 import json
+from pathlib import Path
 
 import pytest
 
 from domainbed_patch import jobs as sweep_jobs
 from domainbed_patch import presets, protocol
-from tests.conftest import requires_domainbed
 
-pytestmark = [requires_domainbed, pytest.mark.integration]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,49 @@ def test_job_hparams_are_what_train_will_use(paper_jobs):
     assert hparams["resnet50_augmix"] is False
     assert hparams["batch_size"] == protocol.paper_batch_size(a["dataset"], 5, a["trial_seed"])
     assert 1e-5 <= hparams["penalty_alpha"] <= 1e-3
+
+
+AUTHORS_REGISTRY = Path(__file__).resolve().parents[1] / "fixtures" / \
+    "authors_registry_paper_domainbed.csv"
+
+
+def _authors_hparams():
+    """(dataset, algorithm, hparams_seed, trial_seed) -> the fork's hparams (data read
+    from the authors' registry; see the file's header)."""
+    with open(AUTHORS_REGISTRY) as f:
+        rows = csv.DictReader(line for line in f if not line.startswith("#"))
+        table = {}
+        for row in rows:
+            key = (row.pop("dataset"), row.pop("algorithm"), int(row.pop("hparams_seed")),
+                   int(row.pop("trial_seed")))
+            table[key] = {k: json.loads(v) for k, v in row.items() if v != "null"}
+    return table
+
+
+def test_paper_jobs_train_with_the_authors_hparams(paper_jobs):
+    """Every job of paper_domainbed: the hparams DomainBed's train will use (registry
+    with the plugin, then the paper protocol) equal the authors' fork's, value for
+    value, for every hparam both registries know."""
+    _, jobs = paper_jobs
+    authors = _authors_hparams()
+    assert len(authors) == 900
+    compared, differences = set(), []
+    for job in jobs:
+        a = job.train_args
+        key = (a["dataset"], a["algorithm"], a["hparams_seed"], a["trial_seed"])
+        if key in compared:
+            continue
+        compared.add(key)
+        ours = sweep_jobs.job_hparams(job)
+        theirs = authors[key]
+        shared = set(ours) & set(theirs)
+        assert {"lr", "batch_size", "weight_decay", "resnet_dropout"} <= shared
+        if a["algorithm"] != "ERM":
+            assert {"penalty_alpha", "penalty_beta"} <= shared
+        differences += [(key, k, ours[k], theirs[k]) for k in sorted(shared)
+                        if ours[k] != theirs[k]]
+    assert compared == set(authors)
+    assert differences == []
 
 
 def test_upstream_protocol_fixes_nothing(tmp_path):

@@ -3,9 +3,8 @@ import pytest
 
 from domainbed_patch import launchers
 from domainbed_patch.validation import UsageError
-from tests.conftest import requires_domainbed
 
-pytestmark = [requires_domainbed, pytest.mark.integration]
+pytestmark = pytest.mark.integration
 
 
 def test_registry_holds_domainbeds_and_ours():

@@ -1,4 +1,5 @@
 """Finding DomainBed: the three ways, the one error naming them, the commit."""
+import pytest
 import os
 import subprocess
 import sys
@@ -6,7 +7,6 @@ from pathlib import Path
 
 
 from domainbed_patch import locate
-from tests.conftest import requires_domainbed
 
 
 def test_cache_location_follows_xdg_cache_home(monkeypatch, tmp_path):
@@ -50,7 +50,7 @@ def test_not_found_names_the_three_ways_and_the_commit(tmp_path):
         assert needle in result.stderr, needle
 
 
-@requires_domainbed
+@pytest.mark.integration
 def test_domainbed_root_variable_serves_the_package(tmp_path):
     """With nothing importable and an empty cache, $DOMAINBED_ROOT is used."""
     root = locate.locate().root
@@ -64,7 +64,7 @@ def test_domainbed_root_variable_serves_the_package(tmp_path):
     assert Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
-@requires_domainbed
+@pytest.mark.integration
 def test_an_importable_domainbed_wins(tmp_path):
     root = locate.locate().root
     result = _python("import domainbed_patch.locate as l; print(l.locate().how)",

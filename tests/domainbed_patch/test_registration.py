@@ -6,9 +6,8 @@ import sys
 import pytest
 
 from domainbed_patch import locate
-from tests.conftest import requires_domainbed
 
-pytestmark = [requires_domainbed, pytest.mark.integration]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -44,15 +43,84 @@ def test_unregister_restores_domainbed(domainbed):
     assert registration.is_registered()
 
 
-def test_a_name_domainbed_already_has_raises(domainbed):
-    registration, algorithms, _ = domainbed
+@pytest.fixture
+def fork_like(domainbed, monkeypatch):
+    """DomainBed as the authors' fork has it: its own HGP class and HGP hparams."""
+    registration, algorithms, registry = domainbed
     registration.unregister()
-    algorithms.HGP = algorithms.ERM  # as if DomainBed shipped its own HGP
-    try:
-        with pytest.raises(registration.RegistrationError, match="already defines"):
-            registration.register_algorithms()
-    finally:
-        del algorithms.HGP
+    monkeypatch.setattr(registration, "LEFT_TO_DOMAINBED", set())
+    monkeypatch.setattr(registration, "_said", [])
+    plain = registry._hparams
+
+    def forks_hparams(algorithm, dataset, random_seed):
+        hparams = plain(algorithm, dataset, random_seed)
+        if algorithm == "HGP":
+            hparams["penalty_alpha"] = (0.25, 0.5)
+            hparams["penalty_beta"] = (0.75, 1.0)
+        return hparams
+
+    class ForksHGP(algorithms.ERM):
+        pass
+
+    monkeypatch.setattr(registry, "_hparams", forks_hparams)
+    monkeypatch.setattr(algorithms, "HGP", ForksHGP, raising=False)
+    algorithms.ALGORITHMS.append("HGP")
+    yield registration, algorithms, registry, ForksHGP
+    algorithms.ALGORITHMS.remove("HGP")
+
+
+def test_names_domainbed_already_has_are_left_to_it_with_one_warning(fork_like):
+    registration, algorithms, registry, forks_hgp = fork_like
+    with pytest.warns(registration.DomainBedAlreadyDefinesWarning,
+                      match="already defines an algorithm named 'HGP'.*HESSIAN_DG_DISABLE=1"
+                      ) as caught:
+        registration.register()
+        registration.register()
+        assert registry.default_hparams("HGP", "PACS")["penalty_alpha"] == 0.25
+        assert registry.random_hparams("HGP", "PACS", 3)["penalty_beta"] == 1.0
+    assert len(caught) == 1  # once per process
+    assert algorithms.get_algorithm_class("HGP") is forks_hgp
+    assert algorithms.ALGORITHMS.count("HGP") == 1
+    from hessian_dg.algorithms import Hutchinson
+    assert algorithms.get_algorithm_class("Hutchinson") is Hutchinson  # the name it lacked
+    assert registry.default_hparams("Hutchinson", "PACS")["hutchinson_samples"] == 300
+    registration.unregister()  # takes back what the plugin added, not the fork's
+    assert algorithms.HGP is forks_hgp and "Hutchinson" not in algorithms.ALGORITHMS
+    registration.register()
+
+
+def test_hparams_domainbed_declares_are_left_to_it(fork_like):
+    """The hparams registry may be imported before (or without) the algorithms."""
+    registration, _, registry, _ = fork_like
+    registration.register_hparams()
+    with pytest.warns(registration.DomainBedAlreadyDefinesWarning,
+                      match="already defines hparam 'penalty_alpha' for HGP"):
+        hparams = registry.default_hparams("HGP", "VLCS")
+    assert (hparams["penalty_alpha"], hparams["penalty_beta"]) == (0.25, 0.75)
+
+
+AUTHORS_FORK_VARIABLE = "HESSIAN_DG_AUTHORS_FORK"
+
+
+def test_the_authors_fork_trains_with_the_plugin_installed(tmp_path):
+    """Side by side with huawei-noah/Federated-Learning's HessianAlignment/ (a folder
+    holding its domainbed/, given by $HESSIAN_DG_AUTHORS_FORK): its own train runs."""
+    fork = os.environ.get(AUTHORS_FORK_VARIABLE)
+    if not fork or not locate.is_domainbed_root(fork):
+        pytest.skip(f"the authors' DomainBed fork is not here: set {AUTHORS_FORK_VARIABLE} "
+                    "to the HessianAlignment/ folder of huawei-noah/Federated-Learning")
+    env = {k: v for k, v in os.environ.items() if k != "HESSIAN_DG_DISABLE"}
+    env["PYTHONPATH"] = fork
+    result = subprocess.run(
+        [sys.executable, "-m", "domainbed.scripts.train", "--dataset", "Debug28",
+         "--algorithm", "HGP", "--steps", "2", "--hparams", '{"batch_size": 8}',
+         "--output_dir", str(tmp_path / "out")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "out" / "done").exists()
+    assert result.stderr.count("DomainBedAlreadyDefinesWarning") == 1
+    assert "\tpenalty_alpha: 0.0001" in result.stdout  # the fork's registry, not ours
+    assert "hutchinson_samples" not in result.stdout
 
 
 def test_hparams_follow_domainbed_seeding(domainbed):

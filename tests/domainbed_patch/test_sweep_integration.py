@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from domainbed_patch import cli
-from tests.conftest import requires_domainbed
 
-pytestmark = [requires_domainbed, pytest.mark.integration]
+pytestmark = pytest.mark.integration
 
 SMALL = '{"batch_size": 8, "hutchinson_samples": 20}'
 

@@ -5,10 +5,9 @@ import pytest
 import torch
 
 from hessian_dg import hparams as plugin_hparams
-from tests.conftest import requires_domainbed
 from tests.hessian_dg.reference import double_backprop_penalty
 
-pytestmark = [requires_domainbed, pytest.mark.integration]
+pytestmark = pytest.mark.integration
 
 ALGORITHMS = ["HGP", "Hutchinson"]
 BATCH = 8

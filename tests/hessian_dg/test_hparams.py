@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from hessian_dg import hparams
-from tests.conftest import requires_domainbed
 
 RANGES = {  # (algorithm, name): (default, log10 range)
     ("HGP", "penalty_alpha"): (1e-4, (-5, -3)),
@@ -40,14 +39,46 @@ def test_draws_are_per_name_and_deterministic():
     assert a == hparams.random_hparams("HGP", 123)
     assert a != hparams.random_hparams("HGP", 124)
     rng = np.random.RandomState(hparams.seed_hash(123, "penalty_beta"))
-    assert a["penalty_beta"] == 10 ** rng.uniform(-3, -1)
+    assert a["penalty_beta"] == 10 ** rng.uniform(-1, -3)  # the authors' bound order
 
 
-@requires_domainbed
+# Read from the authors' registry (huawei-noah/Federated-Learning, HessianAlignment/
+# domainbed/hparams_registry.py) for random seed seed_hash(hparams_seed, trial_seed).
+AUTHORS_DRAWS = [
+    ("HGP", 1, 0, 4.243422978317943e-05, 0.04201632158543692),
+    ("HGP", 2, 1, 3.9649042238447995e-05, 0.010379840998488706),
+    ("Hutchinson", 1, 0, 87.41269008706993, 176537.1279570853),
+    ("Hutchinson", 20, 2, 78.92998962391785, 9483.114284309537),
+]
+
+
+@pytest.mark.parametrize("algorithm, hparams_seed, trial_seed, alpha, beta", AUTHORS_DRAWS,
+                         ids=[f"{a}-{h}-{t}" for a, h, t, _, _ in AUTHORS_DRAWS])
+def test_draws_equal_the_authors_value_for_value(algorithm, hparams_seed, trial_seed,
+                                                 alpha, beta):
+    drawn = hparams.random_hparams(algorithm, hparams.seed_hash(hparams_seed, trial_seed))
+    assert (drawn["penalty_alpha"], drawn["penalty_beta"]) == (alpha, beta)
+
+
+def test_ranges_read_low_to_high():
+    spec = dict((s.name, s) for s in hparams.HPARAMS["Hutchinson"])["penalty_beta"]
+    assert str(spec.distribution) == "10^U(2, 6)"
+    assert (spec.distribution.low, spec.distribution.high) == (2, 6)
+
+
+@pytest.mark.integration
 def test_seed_hash_is_domainbeds():
     from domainbed.lib import misc
     for args in [(0, "penalty_alpha"), (12345, "lr"), ("PACS", "HGP", [0], 3, 1)]:
         assert hparams.seed_hash(*args) == misc.seed_hash(*args)
+
+
+def test_exact_diagonal_with_a_nonlinear_head_is_refused_by_the_hparams():
+    values = dict(hparams.default_hparams("Hutchinson"), hutchinson_exact=True,
+                  nonlinear_classifier=True)
+    with pytest.raises(ValueError, match="hutchinson_exact=true needs a linear head"):
+        hparams.validate_hparams("Hutchinson", values)
+    hparams.validate_hparams("Hutchinson", dict(values, nonlinear_classifier=False))
 
 
 BAD = [

@@ -3,14 +3,13 @@ import pytest
 
 from domainbed_patch import presets
 from sweeps import preset_names
-from tests.conftest import requires_domainbed
 
 
 def test_the_documented_presets_ship():
     assert {"smoke", "paper_domainbed"} <= set(preset_names())
 
 
-@requires_domainbed
+@pytest.mark.integration
 @pytest.mark.parametrize("name", preset_names())
 def test_shipped_preset_is_valid(name):
     from domainbed import algorithms, datasets
