@@ -1,7 +1,7 @@
 r"""Cost of the alignment penalty alone on a linear head, forward and backward.
 
 The penalty of ``hessian_dg.alignment.stacked_domain_penalty`` (m domain heads
-and the average-loss target, as ``hessian_dg/algorithms.py`` builds them) on
+and the average-loss target, as ``domainbed_patch/algorithms.py`` builds them) on
 random features of the given head shapes. Variants, timed round-robin in one run
 and printed beside their ratio to the first one named (by default ``hutchinson``,
 the shipped path):

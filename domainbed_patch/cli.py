@@ -44,7 +44,7 @@ def train(argv: List[str]) -> int:
     args, _ = _train_parser().parse_known_args(argv)
     from domainbed import algorithms, datasets, hparams_registry
     from domainbed_patch import validation
-    from hessian_dg.hparams import seed_hash
+    from domainbed_patch.hparams import seed_hash
 
     validation.check_names("algorithm", [args.algorithm], algorithms.ALGORITHMS)
     validation.check_names("dataset", [args.dataset], datasets.DATASETS)

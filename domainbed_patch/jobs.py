@@ -105,7 +105,7 @@ def make_jobs(preset) -> List[SweepJob]:
 def job_hparams(job: SweepJob) -> dict:
     """The hparams DomainBed's train will use for this job (registry, then --hparams)."""
     from domainbed import hparams_registry
-    from hessian_dg.hparams import seed_hash
+    from domainbed_patch.hparams import seed_hash
 
     a = job.train_args
     if a["hparams_seed"] == 0:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hessian_dg.hparams import seed_hash
+from domainbed_patch.hparams import seed_hash
 
 SMALL_IMAGES = ("Debug28", "RotatedMNIST", "ColoredMNIST")
 #: algorithms whose batch size DomainBed fixes rather than draws (unchanged).

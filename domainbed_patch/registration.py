@@ -6,7 +6,7 @@
   ``get_algorithm_class``, which looks names up in the module's globals, finds
   them) and appends both names to ``domainbed.algorithms.ALGORITHMS``;
 - ``domainbed.hparams_registry._hparams`` a wrapper that adds the plugin's
-  hparams (declared in :mod:`hessian_dg.hparams`) for those two names, so
+  hparams (declared in :mod:`domainbed_patch.hparams`) for those two names, so
   ``default_hparams`` and ``random_hparams`` serve them, seeded per name as
   DomainBed seeds its own.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import warnings
 
-from hessian_dg.hparams import HPARAMS
+from domainbed_patch.hparams import HPARAMS
 
 PLUGIN_ALGORITHMS = tuple(HPARAMS)
 _ORIGINAL = "_hessian_dg_original"
@@ -87,7 +87,7 @@ def register_algorithms(module=None) -> None:
     module = module or importlib.import_module("domainbed.algorithms")
     if not _warn_if_incompatible("domainbed.algorithms", module):
         return
-    from hessian_dg import algorithms as ours
+    from domainbed_patch import algorithms as ours
     for name in PLUGIN_ALGORITHMS:
         cls = getattr(ours, name)
         existing = getattr(module, name, None)
@@ -148,7 +148,7 @@ def unregister() -> None:
     """Undo :func:`register` in this process (DomainBed's own names stay)."""
     import domainbed.algorithms as algorithms
     import domainbed.hparams_registry as registry
-    from hessian_dg import algorithms as ours
+    from domainbed_patch import algorithms as ours
     for name in PLUGIN_ALGORITHMS:
         if getattr(algorithms, name, None) is not getattr(ours, name):
             continue

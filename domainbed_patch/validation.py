@@ -13,7 +13,7 @@ import json
 import os
 from typing import Dict, Iterable, List, Optional
 
-from hessian_dg import hparams as plugin_hparams
+from domainbed_patch import hparams as plugin_hparams
 
 
 class UsageError(ValueError):

@@ -87,16 +87,24 @@ class AlignmentPenalty:
 
 
 def alignment_penalty(domain_heads: Sequence, average_head, curvature,
-                      alpha: float, beta: float) -> AlignmentPenalty:
+                      alpha: float, beta: float, detach_targets: bool = True,
+                      mean_over_domains: bool = True) -> AlignmentPenalty:
     """``(1/m) sum_e [alpha ||A_e - sg(Abar)||^2 + beta ||g_e - sg(gbar)||^2]``.
 
     ``domain_heads[e]`` describes domain e's loss and carries gradients;
-    ``average_head`` describes ``Lbar`` and is used as a constant target.
+    ``average_head`` describes ``Lbar``. DomainBed's form (the authors' DomainBed
+    code) uses the targets as constants and divides by m; their Colored MNIST
+    scripts let gradient flow through the targets (``detach_targets=False``) and
+    sum over domains (``mean_over_domains=False``).
     """
     if len(domain_heads) == 0:
         raise ValueError("alignment_penalty needs at least one domain")
-    target_gradient = average_head.gradient().detach()
-    target_curvature = curvature(average_head).detach() if alpha != 0 else None
+    target_gradient = average_head.gradient()
+    target_curvature = curvature(average_head) if alpha != 0 else None
+    if detach_targets:
+        target_gradient = target_gradient.detach()
+        if target_curvature is not None:
+            target_curvature = target_curvature.detach()
     curvature_term = 0.0
     gradient_term = 0.0
     for head in domain_heads:
@@ -106,10 +114,10 @@ def alignment_penalty(domain_heads: Sequence, average_head, curvature,
         if beta != 0:
             gradient_term = gradient_term + squared_distance(head.gradient(),
                                                              target_gradient)
-    m = len(domain_heads)
+    scale = 1.0 / len(domain_heads) if mean_over_domains else 1.0
     zero = target_gradient.new_zeros(())
-    curvature_term = alpha * curvature_term / m + zero
-    gradient_term = beta * gradient_term / m + zero
+    curvature_term = alpha * scale * curvature_term + zero
+    gradient_term = beta * scale * gradient_term + zero
     return AlignmentPenalty(curvature_term + gradient_term, curvature_term,
                             gradient_term)
 
@@ -117,22 +125,26 @@ def alignment_penalty(domain_heads: Sequence, average_head, curvature,
 def stacked_domain_penalty(make_head: Callable, features: torch.Tensor,
                            logits: torch.Tensor, labels: torch.Tensor,
                            sizes: Sequence[int], curvature, alpha: float, beta: float,
-                           average_logits: Optional[torch.Tensor] = None
-                           ) -> AlignmentPenalty:
+                           average_logits: Optional[torch.Tensor] = None,
+                           detach_targets: bool = True,
+                           mean_over_domains: bool = True) -> AlignmentPenalty:
     """:func:`alignment_penalty` for domains of ``sizes`` stacked in one batch.
 
     ``make_head(features, logits, labels, weights=None)`` describes one loss (e.g.
     ``LinearSoftmaxHead.from_logits``). Domain e's head sees its own slice. The
     average loss ``(1/m) sum_e L_e`` weighs each example of domain e by
-    ``1/(m n_e)``; its head is built on detached features and on
-    ``average_logits`` (default: the detached ``logits``; a nonlinear head passes
-    its logits recomputed from the detached features), so its quantities are
-    constant targets.
+    ``1/(m n_e)``. With ``detach_targets`` its head is built on detached features
+    and on ``average_logits`` (default: the detached ``logits``; a nonlinear head
+    passes its logits recomputed from the detached features), so its quantities
+    are constants; without, on ``features`` and ``logits`` themselves.
     """
     domain_heads = [make_head(f, z, y) for f, z, y in
                     zip(features.split(sizes), logits.split(sizes), labels.split(sizes))]
+    target_features = features.detach() if detach_targets else features
     if average_logits is None:
-        average_logits = logits.detach()
-    average_head = make_head(features.detach(), average_logits, labels,
+        average_logits = logits.detach() if detach_targets else logits
+    average_head = make_head(target_features, average_logits, labels,
                              weights=average_loss_weights(sizes, features))
-    return alignment_penalty(domain_heads, average_head, curvature, alpha, beta)
+    return alignment_penalty(domain_heads, average_head, curvature, alpha, beta,
+                             detach_targets=detach_targets,
+                             mean_over_domains=mean_over_domains)

@@ -30,11 +30,25 @@ def _flatten(tensors) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-class AutogradHead:
-    """Curvature of ``sum_n w_n CE(head(f_n), y_n)`` w.r.t. the head's parameters.
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy for C >= 2 logits (integer labels); binary cross-entropy with
+    logits for one logit (targets in [0, 1]). Shape (N,).
 
-    ``logits`` may be passed when the forward pass was already done with the same
-    ``features``; they must be ``head(features)``.
+    >>> per_example_loss(torch.zeros(2, 1), torch.tensor([0.0, 1.0])).tolist()
+    [0.6931471824645996, 0.6931471824645996]
+    """
+    if logits.dim() == 2 and logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(
+            logits[:, 0], labels.reshape(-1).to(logits.dtype), reduction="none")
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
+class AutogradHead:
+    """Curvature of ``sum_n w_n loss(head(f_n), y_n)`` w.r.t. the head's parameters.
+
+    The loss is :func:`per_example_loss`: cross-entropy, or binary cross-entropy
+    for a head with one output. ``logits`` may be passed when the forward pass was
+    already done with the same ``features``; they must be ``head(features)``.
     """
 
     def __init__(self, head: torch.nn.Module, features: torch.Tensor,
@@ -45,7 +59,7 @@ class AutogradHead:
             raise ValueError("the head has no trainable parameters")
         if logits is None:
             logits = head(features)
-        per_example = F.cross_entropy(logits, labels, reduction="none")
+        per_example = per_example_loss(logits, labels)
         if weights is None:
             loss = per_example.mean()
         else:
@@ -84,6 +98,15 @@ class AutogradHead:
         """``H g = grad (1/2)||g||^2``: one more backward pass, no Hessian."""
         half_sq_norm = 0.5 * (self._flat_grad * self._flat_grad).sum()
         return _flatten(torch.autograd.grad(half_sq_norm, self.params, create_graph=True))
+
+    def hessian(self) -> torch.Tensor:
+        """The dense Hessian (P, P): one batched product with the identity.
+
+        P^2 numbers: for small heads and tests only.
+        """
+        eye = torch.eye(self.shape[0], dtype=self._flat_grad.dtype,
+                        device=self._flat_grad.device)
+        return self.hvp(eye)
 
     def hessian_diagonal(self) -> torch.Tensor:
         raise NotImplementedError(

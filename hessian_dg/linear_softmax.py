@@ -17,9 +17,16 @@ them flow into the head (through ``P``) and the featurizer (through ``F`` and
 ``P``) by plain backprop, no double backward. Cost is O(N C K) per vector,
 against O(N C K) for the forward pass of the head itself.
 
+and the Hessian itself, for small heads, is
+
+    H = sum_n w_n (diag(p_n) - p_n p_n^T) (x) F_n F_n^T      (C K, C K), c-major
+
+(``(x)`` the Kronecker product), which is where the formulas above come from:
+``H v`` contracts it with ``V`` without forming it.
+
 Reference: Hemati et al., "Understanding Hessian Alignment for Domain
-Generalization", ICCV 2023 (arXiv 2308.11778); closed forms derived in
-``METHOD.md`` of this project.
+Generalization", ICCV 2023 (arXiv 2308.11778); ``docs/method.md`` of this
+project derives the closed forms.
 
 Nothing here knows about DomainBed.
 """
@@ -145,6 +152,18 @@ class LinearSoftmaxHead:
 
     def hessian_diagonal(self) -> torch.Tensor:
         return hessian_diagonal(self.design, self.probs, self.weights)
+
+    def hessian(self) -> torch.Tensor:
+        """The dense Hessian, (C K, C K) with ``[W | b]`` flattened row by row.
+
+        ``C^2 K^2`` numbers: for small heads and tests only.
+        """
+        p = self.probs
+        blocks = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+        weighted = self.design * self.weights[:, None]
+        c, k = self.shape
+        return torch.einsum("nab,nk,nl->akbl", blocks, weighted,
+                            self.design).reshape(c * k, c * k)
 
     def hutchinson_diagonal(self, num_probes: int, generator: torch.Generator,
                             chunk_size: Optional[int] = probes.DEFAULT_CHUNK_SIZE

@@ -9,8 +9,11 @@ with every head quantity from autograd: ``g_e = grad_theta L_e`` with
 ``(1/S) sum z * H z`` (every probe's product stays in the graph until backward).
 Targets come from the average loss on detached features and are detached.
 
-A cost reference only, for ``step_cost.py`` and ``penalty_cost.py``. Nothing here
-needs DomainBed.
+A cost reference only, for ``step_cost.py`` and ``penalty_cost.py``: it draws
+probes one at a time, the authors' way, so its cost is theirs. The tests' oracle
+(``tests/hessian_dg/reference.py``) computes the same formula but draws probes as
+the library does, so values compare exactly; the two differ on purpose. Nothing
+here needs DomainBed.
 """
 from __future__ import annotations
 

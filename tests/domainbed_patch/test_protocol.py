@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from domainbed_patch import protocol
-from hessian_dg.hparams import seed_hash
+from domainbed_patch.hparams import seed_hash
 
 
 @pytest.mark.parametrize("dataset, low, high", [

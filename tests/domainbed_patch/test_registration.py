@@ -26,7 +26,7 @@ def test_register_is_idempotent(domainbed):
     registration.register()
     assert algorithms.ALGORITHMS.count("HGP") == 1
     assert algorithms.ALGORITHMS.count("Hutchinson") == 1
-    from hessian_dg.algorithms import HGP
+    from domainbed_patch.algorithms import HGP
     assert algorithms.get_algorithm_class("HGP") is HGP
     assert registry.default_hparams("HGP", "PACS")["penalty_alpha"] == 1e-4
 
@@ -81,7 +81,7 @@ def test_names_domainbed_already_has_are_left_to_it_with_one_warning(fork_like):
     assert len(caught) == 1  # once per process
     assert algorithms.get_algorithm_class("HGP") is forks_hgp
     assert algorithms.ALGORITHMS.count("HGP") == 1
-    from hessian_dg.algorithms import Hutchinson
+    from domainbed_patch.algorithms import Hutchinson
     assert algorithms.get_algorithm_class("Hutchinson") is Hutchinson  # the name it lacked
     assert registry.default_hparams("Hutchinson", "PACS")["hutchinson_samples"] == 300
     registration.unregister()  # takes back what the plugin added, not the fork's
@@ -125,7 +125,7 @@ def test_the_authors_fork_trains_with_the_plugin_installed(tmp_path):
 
 def test_hparams_follow_domainbed_seeding(domainbed):
     _, _, registry = domainbed
-    from hessian_dg.hparams import random_hparams
+    from domainbed_patch.hparams import random_hparams
     drawn = registry.random_hparams("Hutchinson", "VLCS", 1234)
     assert {k: drawn[k] for k in ("penalty_alpha", "penalty_beta")} == \
         {k: random_hparams("Hutchinson", 1234)[k] for k in ("penalty_alpha", "penalty_beta")}

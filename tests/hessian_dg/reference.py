@@ -31,14 +31,23 @@ def dense_gradient(theta, features, labels, weights, has_bias):
 
 
 def double_backprop_penalty(features, weight, bias, labels, sizes, kind, alpha, beta,
-                            generator=None, num_probes=None, chunk_size=None):
-    """METHOD.md's penalty, written plainly with autograd double backprop.
+                            generator=None, num_probes=None, chunk_size=None,
+                            detach_targets=True, mean_over_domains=True):
+    """The penalty of ``docs/method.md``, written plainly with autograd double backprop.
 
     ``(1/m) sum_e [alpha ||A_e - sg(Abar)||^2 + beta ||g_e - sg(gbar)||^2]`` with
     theta = [W | b] (C, D+1); ``kind`` is "hgp", "diag" (exact, one Hessian-vector
     product per entry) or "hutchinson" (products of autograd, probes from
     :func:`hessian_dg.probes.rademacher_probe_mean`, drawn for the average loss
-    first and then for each domain in order).
+    first and then for each domain in order). A head of one output (C = 1) is
+    scored with binary cross-entropy on float targets, as in Colored MNIST.
+    ``detach_targets=False`` lets gradient flow through ``Abar`` and ``gbar``
+    (then computed on the live ``theta`` and features); ``mean_over_domains=False``
+    drops the 1/m: the form of the authors' Colored MNIST scripts.
+
+    This is the tests' oracle: its probes are drawn as the library draws them, so
+    values compare exactly. ``benchmarks/stepcost/double_backprop_penalty.py`` is
+    the benchmark's, drawing probes one at a time as the authors do, for timing.
     """
     from hessian_dg import probes
 
@@ -46,7 +55,10 @@ def double_backprop_penalty(features, weight, bias, labels, sizes, kind, alpha, 
     m = len(sizes)
 
     def domain_loss(theta, f, y):
-        return F.cross_entropy(f @ theta[:, :d].t() + theta[:, d], y)
+        logits = f @ theta[:, :d].t() + theta[:, d]
+        if theta.shape[0] == 1:
+            return F.binary_cross_entropy_with_logits(logits[:, 0], y.to(logits.dtype))
+        return F.cross_entropy(logits, y)
 
     def curvature(grad, theta):
         if kind == "hgp":
@@ -75,15 +87,20 @@ def double_backprop_penalty(features, weight, bias, labels, sizes, kind, alpha, 
     theta = torch.cat([weight, bias[:, None]], dim=1)
     pieces = list(zip(features.split(sizes), labels.split(sizes)))
 
-    theta_target = theta.detach().requires_grad_(True)
-    average = sum(domain_loss(theta_target, f.detach(), y) for f, y in pieces) / m
+    if detach_targets:
+        theta_target = theta.detach().requires_grad_(True)
+        target_pieces = [(f.detach(), y) for f, y in pieces]
+    else:
+        theta_target, target_pieces = theta, pieces
+    average = sum(domain_loss(theta_target, f, y) for f, y in target_pieces) / m
     (target_grad,) = torch.autograd.grad(average, theta_target, create_graph=True)
-    target_curvature = curvature(target_grad, theta_target).detach()
-    target_grad = target_grad.detach()
+    target_curvature = curvature(target_grad, theta_target)
+    if detach_targets:
+        target_curvature, target_grad = target_curvature.detach(), target_grad.detach()
 
     total = 0
     for f, y in pieces:
         (grad,) = torch.autograd.grad(domain_loss(theta, f, y), theta, create_graph=True)
         total = total + alpha * (curvature(grad, theta) - target_curvature).pow(2).sum()
         total = total + beta * (grad - target_grad).pow(2).sum()
-    return total / m
+    return total / m if mean_over_domains else total

@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from hessian_dg import hparams as plugin_hparams
+from domainbed_patch import hparams as plugin_hparams
 from tests.hessian_dg.reference import double_backprop_penalty
 
 pytestmark = pytest.mark.integration
@@ -114,7 +114,7 @@ def test_one_training_domain_is_an_erm_step(domainbed, name):
 
 
 def test_non_finite_loss_raises_and_leaves_parameters(domainbed):
-    from hessian_dg.algorithms import NonFiniteLossError
+    from domainbed_patch.algorithms import NonFiniteLossError
     algorithm, batches = _build(domainbed, "HGP", _hparams(domainbed, "HGP", 0))
     before = copy.deepcopy(algorithm.state_dict())
     poisoned = [(x.clone().fill_(float("nan")), y) for x, y in batches]

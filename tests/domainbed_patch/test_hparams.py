@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from hessian_dg import hparams
+from domainbed_patch import hparams
 
 RANGES = {  # (algorithm, name): (default, log10 range)
     ("HGP", "penalty_alpha"): (1e-4, (-5, -3)),

@@ -1,6 +1,7 @@
-"""HGP and Hutchinson as DomainBed algorithms.
+"""HGP and Hutchinson as DomainBed algorithms: the glue between DomainBed's
+``Algorithm`` contract and the penalty of :mod:`hessian_dg.penalty`.
 
-The only module of ``hessian_dg`` that imports DomainBed. Both algorithms are
+Both algorithms are
 built the way DomainBed builds ERM (``networks.Featurizer``, ``networks.Classifier``,
 one Adam over all parameters, no warm-up) and minimise
 
@@ -8,9 +9,9 @@ one Adam over all parameters, no warm-up) and minimise
 
 over the training domains e = 1..m; they differ only by the curvature quantity
 ``A`` (see :mod:`hessian_dg.alignment`). With a linear head (DomainBed's default)
-gradients and curvature come from the exact closed forms of
-:mod:`hessian_dg.linear_softmax`; with ``nonlinear_classifier=True`` from autograd
-(:mod:`hessian_dg.autograd_head`).
+gradients and curvature come from exact closed forms; with
+``nonlinear_classifier=True`` from autograd (both chosen by
+:func:`hessian_dg.penalty.hessian_alignment_penalty`).
 
 With a single training domain every alignment term is identically zero: the
 penalty is reported as 0 and the step is exactly ERM's.
@@ -30,9 +31,9 @@ ensure_domainbed_importable()
 from domainbed import algorithms as domainbed_algorithms  # noqa: E402
 from domainbed import networks  # noqa: E402
 
-from hessian_dg import alignment, hparams as hparam_registry  # noqa: E402
-from hessian_dg.autograd_head import AutogradHead  # noqa: E402
-from hessian_dg.linear_softmax import LinearSoftmaxHead  # noqa: E402
+from domainbed_patch import hparams as hparam_registry  # noqa: E402
+from hessian_dg import alignment  # noqa: E402
+from hessian_dg.penalty import hessian_alignment_penalty  # noqa: E402
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -63,27 +64,16 @@ class HessianAlignment(domainbed_algorithms.Algorithm):
         seed = int(torch.randint(0, 2**62, (1,)).item())
         self.probe_generator = torch.Generator().manual_seed(seed)
         self.curvature = self.make_curvature()
-        self.is_linear_head = isinstance(self.classifier, nn.Linear)
 
     def make_curvature(self):
         raise NotImplementedError
 
-    def _head(self, features, logits, labels, weights=None):
-        if self.is_linear_head:
-            return LinearSoftmaxHead.from_logits(
-                features, logits, labels,
-                has_bias=self.classifier.bias is not None, weights=weights)
-        return AutogradHead(self.classifier, features, labels, weights=weights,
-                            logits=logits)
-
     def _penalty(self, features, logits, labels, sizes):
         """The alignment penalty for domains of ``sizes`` stacked in the batch."""
-        average_logits = (None if self.is_linear_head
-                          else self.classifier(features.detach()))
-        return alignment.stacked_domain_penalty(
-            self._head, features, logits, labels, sizes, self.curvature,
+        return hessian_alignment_penalty(
+            self.classifier, features, labels, sizes, curvature=self.curvature,
             alpha=self.hparams["penalty_alpha"], beta=self.hparams["penalty_beta"],
-            average_logits=average_logits)
+            logits=logits)
 
     def update(self, minibatches, unlabeled=None):
         xs = [x for x, _ in minibatches]

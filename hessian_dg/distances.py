@@ -1,0 +1,193 @@
+r"""How far apart two domains' classifier heads are: the paper's transfer quantities.
+
+Hemati et al. (ICCV 2023, Theorem 1) bound the transfer of a classifier from a
+source domain S to a target domain T by the distance of the head's gradients and
+Hessians on the two: ``||g_S - g_T||`` and ``||H_S - H_T||_2``. For two heads ``a``
+and ``b`` (objects of :mod:`hessian_dg.linear_softmax`,
+:mod:`hessian_dg.linear_sigmoid` or :mod:`hessian_dg.autograd_head`, same
+parameters, different data):
+
+- :func:`gradient_distance`: ``||g_a - g_b||``, exact;
+- :func:`hessian_frobenius_distance`: ``||H_a - H_b||_F``. Exact for linear heads:
+  densely when the head is small, otherwise through the Kronecker structure
+  ``H = sum_n w_n A_n (x) x_n x_n^T`` (``A_n = diag(p_n) - p_n p_n^T`` for softmax,
+  ``p_n (1 - p_n)`` for one sigmoid logit), which gives
+
+      ||sum_n u_n A_n (x) x_n x_n^T||_F^2 = sum_{n,m} u_n u_m <A_n, A_m> (x_n . x_m)^2,
+      <A_n, A_m> = p.q - sum_c p_c q_c^2 - sum_c q_c p_c^2 + (p.q)^2   (p = p_n, q = p_m)
+
+  in O(N^2 (C + K)) time, chunked, with signed weights ``u`` (``+w`` on ``a``'s
+  examples, ``-w`` on ``b``'s) and the Hessian never formed. For an autograd head
+  it is estimated as ``E ||(H_a - H_b) z||^2`` over Rademacher probes ``z``;
+- :func:`hessian_spectral_distance`: ``||H_a - H_b||_2``, by Lanczos iteration with
+  full reorthogonalisation on Hessian-vector products, to a stated tolerance;
+- :func:`hessian_spectral_norm`: ``||H_a||_2``, the same way.
+
+Nothing here knows about DomainBed.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, NamedTuple, Optional
+
+import torch
+
+from hessian_dg import probes
+from hessian_dg.linear_sigmoid import LinearSigmoidHead
+from hessian_dg.linear_softmax import LinearSoftmaxHead
+
+#: Heads with at most this many parameters get their Frobenius distance densely.
+DENSE_LIMIT = 2048
+
+
+class Estimate(NamedTuple):
+    """A number, and whether it is exact (else a stochastic or iterative estimate)."""
+
+    value: float
+    exact: bool
+
+
+def _flat(matrix: torch.Tensor) -> torch.Tensor:
+    return matrix.reshape(-1)
+
+
+def gradient_distance(a, b) -> float:
+    """``||g_a - g_b||``: Euclidean distance of the two heads' gradients."""
+    return float(torch.linalg.vector_norm(_flat(a.gradient()) - _flat(b.gradient())))
+
+
+def _kronecker_factors(head):
+    """(design, probabilities, weights) of a linear head, or None."""
+    if isinstance(head, (LinearSoftmaxHead, LinearSigmoidHead)):
+        return head.design, head.probs, head.weights
+    return None
+
+
+def _curvature_gram(p: torch.Tensor, q: torch.Tensor, sigmoid: bool) -> torch.Tensor:
+    """``<A_n, A_m>`` for the rows of ``p`` against those of ``q``."""
+    if sigmoid:
+        return (p * (1 - p)) @ (q * (1 - q)).t()
+    pq = p @ q.t()
+    return pq - p @ (q * q).t() - (p * p) @ q.t() + pq * pq
+
+
+def _kronecker_frobenius(a, b, chunk_size: int) -> float:
+    """``||H_a - H_b||_F`` from the Kronecker factors, O(N^2 (C + K)), chunked."""
+    (fa, pa, wa), (fb, pb, wb) = _kronecker_factors(a), _kronecker_factors(b)
+    design = torch.cat([fa, fb]).detach()
+    probs = torch.cat([pa, pb]).detach()
+    signed = torch.cat([wa, -wb]).detach()
+    sigmoid = isinstance(a, LinearSigmoidHead)
+    total = design.new_zeros(())
+    for start in range(0, design.shape[0], chunk_size):
+        rows = slice(start, start + chunk_size)
+        gram = (design[rows] @ design.t()).pow_(2)
+        gram.mul_(_curvature_gram(probs[rows], probs, sigmoid))
+        total += signed[rows] @ gram @ signed
+    return math.sqrt(max(float(total), 0.0))
+
+
+def hessian_frobenius_distance(a, b, num_probes: int = 100,
+                               generator: Optional[torch.Generator] = None,
+                               chunk_size: int = 1024,
+                               dense_limit: int = DENSE_LIMIT) -> Estimate:
+    """``||H_a - H_b||_F``: exact for linear heads, estimated for autograd heads.
+
+    A linear head of at most ``dense_limit`` parameters is compared densely;
+    a larger one through its Kronecker structure (see the module docstring), in
+    row chunks of ``chunk_size`` examples. An autograd head gets the Hutchinson
+    estimate ``(1/S) sum_s ||(H_a - H_b) z_s||^2`` with ``num_probes`` probes from
+    ``generator``, returned with ``exact=False``.
+    """
+    if type(a) is not type(b) or tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"heads of different kinds or shapes: {type(a).__name__}"
+                         f"{tuple(a.shape)} and {type(b).__name__}{tuple(b.shape)}")
+    size = math.prod(a.shape)
+    if _kronecker_factors(a) is not None:
+        if size <= dense_limit:
+            return Estimate(float(torch.linalg.matrix_norm(a.hessian() - b.hessian())),
+                            True)
+        return Estimate(_kronecker_frobenius(a, b, chunk_size), True)
+    if generator is None:
+        raise ValueError("an autograd head's Frobenius distance is estimated with "
+                         "random probes: pass a torch.Generator")
+
+    def probe_sum(z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return (a.hvp(z) - b.hvp(z)).pow(2).sum()
+
+    reference = a.gradient()
+    value = probes.rademacher_probe_mean(probe_sum, a.shape, num_probes, generator,
+                                         dtype=reference.dtype, device=reference.device)
+    return Estimate(math.sqrt(max(float(value), 0.0)), False)
+
+
+def lanczos_extreme_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor],
+                               size: int, like: torch.Tensor,
+                               generator: Optional[torch.Generator] = None,
+                               tol: float = 1e-6, max_iter: int = 100) -> Estimate:
+    """Largest ``|lambda|`` of a symmetric operator of dimension ``size``.
+
+    Lanczos with full reorthogonalisation, from a random start drawn from
+    ``generator``: stops when the Ritz value changes by less than ``tol``
+    (relative) between iterations, or when the Krylov space is exhausted (then the
+    value is exact up to round-off). ``exact`` reports whether it converged.
+
+    >>> m = torch.diag(torch.tensor([3.0, -5.0, 1.0]))
+    >>> round(lanczos_extreme_eigenvalue(lambda v: m @ v, 3, m).value, 5)
+    5.0
+    """
+    start = torch.randn(size, generator=generator, dtype=like.dtype).to(like.device)
+    basis = [start / torch.linalg.vector_norm(start)]
+    alphas, betas = [], []
+    previous = None
+    for step in range(min(size, max_iter)):
+        w = matvec(basis[-1]).detach()
+        alphas.append(float(w @ basis[-1]))
+        stacked = torch.stack(basis)
+        w = w - stacked.t() @ (stacked @ w)  # full reorthogonalisation, twice
+        w = w - stacked.t() @ (stacked @ w)
+        tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+        if betas:
+            off = torch.tensor(betas, dtype=torch.float64)
+            tridiagonal += torch.diag(off, 1) + torch.diag(off, -1)
+        value = float(torch.linalg.eigvalsh(tridiagonal).abs().max())
+        beta = float(torch.linalg.vector_norm(w))
+        scale = max(value, 1e-300)
+        if beta <= 1e-12 * scale or step + 1 == size:
+            return Estimate(value, True)
+        if previous is not None and abs(value - previous) <= tol * scale:
+            return Estimate(value, True)
+        previous = value
+        betas.append(beta)
+        basis.append(w / beta)
+    return Estimate(previous if previous is not None else 0.0, False)
+
+
+def _flat_hvp(head) -> Callable[[torch.Tensor], torch.Tensor]:
+    shape = tuple(head.shape)
+    return lambda v: _flat(head.hvp(v.reshape(shape)))
+
+
+def hessian_spectral_distance(a, b, generator: Optional[torch.Generator] = None,
+                              tol: float = 1e-6, max_iter: int = 100) -> Estimate:
+    """``||H_a - H_b||_2`` by Lanczos on ``v -> H_a v - H_b v`` (exact products for
+    linear heads, double backprop for autograd heads)."""
+    if type(a) is not type(b) or tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"heads of different kinds or shapes: {type(a).__name__}"
+                         f"{tuple(a.shape)} and {type(b).__name__}{tuple(b.shape)}")
+    hvp_a, hvp_b = _flat_hvp(a), _flat_hvp(b)
+    with torch.no_grad() if _kronecker_factors(a) is not None else contextlib.nullcontext():
+        return lanczos_extreme_eigenvalue(
+            lambda v: hvp_a(v) - hvp_b(v), math.prod(a.shape), _flat(a.gradient()),
+            generator, tol, max_iter)
+
+
+def hessian_spectral_norm(head, generator: Optional[torch.Generator] = None,
+                          tol: float = 1e-6, max_iter: int = 100) -> Estimate:
+    """``||H||_2`` by Lanczos on Hessian-vector products."""
+    with torch.no_grad() if _kronecker_factors(head) is not None else contextlib.nullcontext():
+        return lanczos_extreme_eigenvalue(
+            _flat_hvp(head), math.prod(head.shape), _flat(head.gradient()), generator,
+            tol, max_iter)
