@@ -48,11 +48,22 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for ``stepcost``
 
 from stepcost.measure import log, measure_group  # noqa: E402
-from stepcost.report import (check_targets, format_table, format_targets,  # noqa: E402
-                             machine_description, with_ratios, write_output)
-from stepcost.variants import (DEFAULT_VARIANTS, FEATURIZERS, HEADS,  # noqa: E402
-                               VARIANT_FORMS, parse_variant, synthetic_minibatches)
-
+from stepcost.report import (  # noqa: E402
+    check_targets,
+    format_table,
+    format_targets,
+    machine_description,
+    with_ratios,
+    write_output,
+)
+from stepcost.variants import (  # noqa: E402
+    DEFAULT_VARIANTS,
+    FEATURIZERS,
+    HEADS,
+    VARIANT_FORMS,
+    parse_variant,
+    synthetic_minibatches,
+)
 
 # --- command line ------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ def _line(ok: bool, text: str) -> str:
 def report(data_dir: str = "") -> tuple:
     """(lines, healthy) describing versions, DomainBed, the plugin and the datasets."""
     import torch
+
     import hessian_dg
     from domainbed_patch import startup
 
@@ -66,7 +67,16 @@ def report(data_dir: str = "") -> tuple:
     return lines, healthy
 
 
-def main(args) -> int:
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "doctor", help="check the environment",
+        description="versions, where DomainBed is and at which commit, the plugin's "
+        "state, and which datasets are present under --data_dir")
+    parser.add_argument("--data_dir", default="")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
     lines, healthy = report(args.data_dir or "")
     print("\n".join(lines))
     return 0 if healthy else 1

@@ -1,26 +1,107 @@
-"""Running DomainBed's own scripts (``domainbed.scripts.*``) in this process.
+"""DomainBed's own scripts (``domainbed.scripts.*``): the one runner, and the
+``train`` and ``collect`` commands that check their input and then call them.
 
-They keep all their logic under ``if __name__ == "__main__"``, so they run through
-``runpy`` with ``sys.argv`` set, exactly as ``python -m domainbed.scripts.NAME``
-would run them; ``sys.argv``, ``sys.stdout`` and ``sys.stderr`` (which they replace
-with their log tees) are restored afterwards.
+DomainBed's scripts keep all their logic under ``if __name__ == "__main__"``, so
+they run through ``runpy`` with ``sys.argv`` set, exactly as ``python -m
+domainbed.scripts.NAME`` would run them; ``sys.argv``, ``sys.stdout`` and
+``sys.stderr`` (which they replace with their log tees) are restored afterwards.
+DomainBed's train leaves its data-loader workers running, which is harmless only
+when the process ends with it: ``new_process=True`` runs a script in its own.
 """
+from __future__ import annotations
+
+import os
 import runpy
+import subprocess
 import sys
 
+from domainbed_patch import locate
+from domainbed_patch.validation import UsageError
 
-def run_domainbed_script(name: str, argv) -> int:
-    """``python -m domainbed.scripts.<name> <argv>``, in-process; its exit status."""
+
+def exit_status(code) -> int:
+    """A ``SystemExit`` code as a process exit status."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def run_domainbed_script(name: str, argv, new_process: bool = False) -> int:
+    """``python -m domainbed.scripts.<name> <argv>``; its exit status.
+
+    In this process by default (exceptions other than ``SystemExit`` propagate, so
+    a caller can record them), or in a new one.
+    """
     module = f"domainbed.scripts.{name}"
+    if new_process:
+        return subprocess.run([sys.executable, "-m", module, *argv]).returncode
     saved = sys.argv, sys.stdout, sys.stderr
     sys.argv = [module, *argv]
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        return exit_status(exit_.code)
     finally:
         for stream in (sys.stdout, sys.stderr):
             if stream not in saved:
                 stream.flush()
         sys.argv, sys.stdout, sys.stderr = saved
     return 0
+
+
+def _add_train_flags(parser) -> None:
+    """The DomainBed train flags that are checked here; all are passed on unchanged."""
+    parser.add_argument("--dataset", default="RotatedMNIST")
+    parser.add_argument("--algorithm", default="ERM")
+    parser.add_argument("--data_dir")
+    parser.add_argument("--hparams")
+    parser.add_argument("--hparams_seed", type=int, default=0)
+    parser.add_argument("--trial_seed", type=int, default=0)
+    parser.add_argument("--test_envs", type=int, nargs="+", default=[0])
+    parser.add_argument("--holdout_fraction", type=float, default=0.2)
+
+
+def train(args) -> int:
+    """Check ``args``, then DomainBed's train on the command's own arguments."""
+    locate.ensure_domainbed_importable()
+    from domainbed import algorithms, datasets
+
+    from domainbed_patch import protocol, validation
+
+    validation.check_names("algorithm", [args.algorithm], algorithms.ALGORITHMS)
+    validation.check_names("dataset", [args.dataset], datasets.DATASETS)
+    n_envs = datasets.num_environments(args.dataset)
+    bad_envs = [e for e in args.test_envs if not 0 <= e < n_envs]
+    if bad_envs:
+        raise UsageError(f"--test_envs {bad_envs} out of range: {args.dataset} has "
+                         f"environments 0..{n_envs - 1}")
+    overrides = validation.parse_hparams_json(args.hparams)
+    validation.check_hparams(args.algorithm, args.dataset, overrides)
+    validation.check_data_dir(args.dataset, args.data_dir)
+    hparams = protocol.resolve_hparams(args.algorithm, args.dataset, args.hparams_seed,
+                                       args.trial_seed, overrides=overrides)
+    validation.check_batch_size(args.dataset, args.test_envs, args.holdout_fraction, hparams)
+    return run_domainbed_script("train", args.command_argv, new_process=True)
+
+
+def collect(args) -> int:
+    if not os.path.isdir(args.input_dir):
+        raise UsageError(f"--input_dir {args.input_dir!r} is not a folder")
+    locate.ensure_domainbed_importable()
+    return run_domainbed_script("collect_results", args.command_argv)
+
+
+def add_parser(subparsers) -> None:
+    """``train`` (takes every other flag of DomainBed's train too) and ``collect``."""
+    parser = subparsers.add_parser(
+        "train", help="DomainBed's train, with checked input",
+        description="DomainBed's train, after checking its input; every other flag of "
+        "DomainBed's train is accepted and passed on")
+    _add_train_flags(parser)
+    parser.set_defaults(func=train, passes_unknown_flags=True)
+    parser = subparsers.add_parser("collect", help="DomainBed's collect_results",
+                                   description="DomainBed's collect_results")
+    parser.add_argument("--input_dir", required=True)
+    parser.add_argument("--latex", action="store_true")
+    parser.add_argument("--auto_lr", action="store_true")
+    parser.set_defaults(func=collect)

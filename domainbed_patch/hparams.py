@@ -8,22 +8,12 @@ are drawn with the bounds in the authors' order (``10**r.uniform(-3, -5)``: high
 first), which gives the same law as ``uniform(-5, -3)`` but, for each seed, the
 authors' value: numpy returns ``start + (end - start) * u``.
 
-Registry (the authors' values; Hutchinson's defaults lie far outside its own
-random ranges, which is kept for fidelity):
+The registry is :data:`HPARAMS` (the authors' values; Hutchinson's defaults lie
+far outside its own random ranges, which is kept for fidelity). The README's
+table is checked against it by the tests.
 
-=============  ======================  ==========================  ============================
-algorithm      hparam                  default                     random
-=============  ======================  ==========================  ============================
-HGP            penalty_alpha (Hessian) 1e-4                        10^U(-5, -3)
-HGP            penalty_beta (gradient) 5e-3                        10^U(-3, -1)
-Hutchinson     penalty_alpha           1e-3                        10^U(1, 4)
-Hutchinson     penalty_beta            5e-3                        10^U(2, 6)
-Hutchinson     hutchinson_samples      300                         300
-Hutchinson     hutchinson_exact        False                       False
-Hutchinson     hutchinson_chunk_size   32                          32
-=============  ======================  ==========================  ============================
-
-Nothing here imports DomainBed.
+This is DomainBed's vocabulary (its seeding scheme, its registry's shape), so it
+lives in the bridge, though nothing here imports DomainBed.
 """
 from __future__ import annotations
 
@@ -46,6 +36,12 @@ def seed_hash(*args) -> int:
     """
     digest = hashlib.md5(str(args).encode("utf-8")).hexdigest()
     return int(digest, 16) % (2**31)
+
+
+def train_random_seed(hparams_seed: int, trial_seed: int) -> int:
+    """The seed DomainBed's train draws a job's random hparams with:
+    ``seed_hash(hparams_seed, trial_seed)`` (each hparam then seeded per name)."""
+    return seed_hash(hparams_seed, trial_seed)
 
 
 # --- distributions -----------------------------------------------------------

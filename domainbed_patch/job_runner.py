@@ -3,18 +3,18 @@
 ``python -m domainbed_patch.job_runner <DomainBed train flags>`` runs
 ``domainbed.scripts.train`` in this process (so the plugin's start-up hook and
 DomainBed's own logging, ``out.txt``/``err.txt``, apply as usual). On an exception
-it prints the traceback into ``err.txt`` and writes a ``failed`` marker holding the
+it appends the traceback to ``err.txt`` and writes a ``failed`` marker holding the
 last line, so ``hessian-dg sweep status`` can tell a failed job from a running or
 killed one. A job already ``done`` is skipped; leftovers of an earlier attempt
 (a requeued or relaunched job) are cleared first, since DomainBed's train appends
 to ``results.jsonl``.
 """
 import os
-import runpy
 import sys
 import traceback
 
-from domainbed_patch.jobs import FAILED_MARKER
+from domainbed_patch.domainbed_scripts import run_domainbed_script
+from domainbed_patch.jobs import ERROR_LOG, FAILED_MARKER
 
 LEFTOVERS = ("results.jsonl", FAILED_MARKER)
 
@@ -42,20 +42,19 @@ def main(argv=None) -> int:
         path = os.path.join(output_dir, name)
         if os.path.exists(path):
             os.remove(path)
-    sys.argv = ["domainbed.scripts.train", *argv]
     try:
-        runpy.run_module("domainbed.scripts.train", run_name="__main__", alter_sys=True)
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        if code != 0:
-            _write_failed(output_dir, f"exit status {code}: {exit_.code}")
-        return code
+        code = run_domainbed_script("train", argv)
     except BaseException as error:  # noqa: BLE001 - recorded, then reported by status
-        traceback.print_exc()
+        text = traceback.format_exc()
+        sys.stderr.write(text)
+        with open(os.path.join(output_dir, ERROR_LOG), "a") as log:
+            log.write(text)
         last = traceback.format_exception_only(type(error), error)[-1].strip()
         _write_failed(output_dir, last)
         return 1
-    return 0
+    if code != 0:
+        _write_failed(output_dir, f"exit status {code}")
+    return code
 
 
 if __name__ == "__main__":

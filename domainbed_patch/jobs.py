@@ -91,10 +91,9 @@ def make_jobs(preset) -> List[SweepJob]:
         args_list = [a for a in args_list if tuple(a["test_envs"]) in wanted]
     jobs = []
     for train_args in args_list:
-        fixed = protocols.protocol_hparams(
+        fixed = protocols.fixed_hparams(
             preset.protocol, train_args["dataset"], train_args["algorithm"],
-            train_args["hparams_seed"], train_args["trial_seed"])
-        fixed.update(preset.hparams)
+            train_args["hparams_seed"], train_args["trial_seed"], preset.hparams)
         if fixed:
             train_args["hparams"] = json.dumps(fixed, sort_keys=True)
         job = domainbed_sweep.Job(train_args, output_dir)
@@ -103,21 +102,15 @@ def make_jobs(preset) -> List[SweepJob]:
 
 
 def job_hparams(job: SweepJob) -> dict:
-    """The hparams DomainBed's train will use for this job (registry, then --hparams)."""
-    from domainbed import hparams_registry
-    from domainbed_patch.hparams import seed_hash
-
+    """The hparams DomainBed's train will use for this job (registry, then the job's
+    ``--hparams``, which already hold what the protocol fixes)."""
     a = job.train_args
-    if a["hparams_seed"] == 0:
-        hparams = hparams_registry.default_hparams(a["algorithm"], a["dataset"])
-    else:
-        hparams = hparams_registry.random_hparams(
-            a["algorithm"], a["dataset"], seed_hash(a["hparams_seed"], a["trial_seed"]))
-    hparams.update(json.loads(a.get("hparams") or "{}"))
-    return hparams
+    return protocols.resolve_hparams(a["algorithm"], a["dataset"], a["hparams_seed"],
+                                     a["trial_seed"], overrides=json.loads(
+                                         a.get("hparams") or "{}"))
 
 
-def count_states(jobs) -> "collections.Counter":
+def count_states(jobs) -> collections.Counter:
     return collections.Counter(job.state for job in jobs)
 
 

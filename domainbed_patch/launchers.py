@@ -132,7 +132,7 @@ def submitit_local(jobs, settings, log_dir) -> None:
         for job in submitted:
             try:
                 job.result()
-            except Exception:  # the job's own log says why; status reports it
+            except Exception:  # noqa: BLE001 - the job's own log says why; status reports it
                 pass
             bar.update(1)
 

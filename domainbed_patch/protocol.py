@@ -13,12 +13,18 @@ fixing per job the hparams that DomainBed would otherwise draw: the batch size i
 drawn from the older range with DomainBed's own per-name seed, so it is the value
 the registry of the time gave for that (hparams_seed, trial_seed).
 Default hparams (hparams_seed 0) keep their batch size: those did not change.
+
+:func:`resolve_hparams` is the one place that says which hparams a job trains
+with: the registry's defaults (hparams_seed 0) or its draw, then what the protocol
+fixes, then the user's overrides, exactly as DomainBed's train merges them.
 """
 from __future__ import annotations
 
+from typing import Mapping, Optional
+
 import numpy as np
 
-from domainbed_patch.hparams import seed_hash
+from domainbed_patch.hparams import seed_hash, train_random_seed
 
 SMALL_IMAGES = ("Debug28", "RotatedMNIST", "ColoredMNIST")
 #: algorithms whose batch size DomainBed fixes rather than draws (unchanged).
@@ -41,7 +47,7 @@ def _dataset_kind(dataset: str) -> str:
 def paper_batch_size(dataset: str, hparams_seed: int, trial_seed: int) -> int:
     """The random batch size of the paper-era registry for this job."""
     low, high = PAPER_BATCH_EXPONENTS[_dataset_kind(dataset)]
-    random_seed = seed_hash(hparams_seed, trial_seed)  # as DomainBed's train.py
+    random_seed = train_random_seed(hparams_seed, trial_seed)
     rng = np.random.RandomState(seed_hash(random_seed, "batch_size"))
     return int(2 ** rng.uniform(low, high))
 
@@ -58,6 +64,32 @@ def protocol_hparams(protocol: str, dataset: str, algorithm: str, hparams_seed: 
                               or algorithm not in FIXED_BATCH_ALGORITHMS):
         fixed["batch_size"] = paper_batch_size(dataset, hparams_seed, trial_seed)
     return fixed
+
+
+def fixed_hparams(protocol: str, dataset: str, algorithm: str, hparams_seed: int,
+                  trial_seed: int, overrides: Optional[Mapping] = None) -> dict:
+    """What a job passes to DomainBed's train as ``--hparams``: the protocol's fixed
+    values, then ``overrides``."""
+    fixed = protocol_hparams(protocol, dataset, algorithm, hparams_seed, trial_seed)
+    fixed.update(overrides or {})
+    return fixed
+
+
+def resolve_hparams(algorithm: str, dataset: str, hparams_seed: int = 0,
+                    trial_seed: int = 0, protocol: str = "upstream",
+                    overrides: Optional[Mapping] = None) -> dict:
+    """The hparams DomainBed's train uses for a job: the registry's defaults when
+    ``hparams_seed`` is 0, else its draw for ``train_random_seed(hparams_seed,
+    trial_seed)``; then :func:`fixed_hparams`."""
+    from domainbed import hparams_registry
+    if hparams_seed == 0:
+        hparams = hparams_registry.default_hparams(algorithm, dataset)
+    else:
+        hparams = hparams_registry.random_hparams(
+            algorithm, dataset, train_random_seed(hparams_seed, trial_seed))
+    hparams.update(fixed_hparams(protocol, dataset, algorithm, hparams_seed, trial_seed,
+                                 overrides))
+    return hparams
 
 
 def describe(protocol: str) -> str:

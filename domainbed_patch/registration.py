@@ -148,6 +148,7 @@ def unregister() -> None:
     """Undo :func:`register` in this process (DomainBed's own names stay)."""
     import domainbed.algorithms as algorithms
     import domainbed.hparams_registry as registry
+
     from domainbed_patch import algorithms as ours
     for name in PLUGIN_ALGORITHMS:
         if getattr(algorithms, name, None) is not getattr(ours, name):

@@ -87,7 +87,20 @@ def offline_help(destination: Path) -> str:
             f"{locate.ROOT_VARIABLE}=/path/to/DomainBed (cache location: {destination})")
 
 
-def main(args) -> int:
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "setup", help="get DomainBed at the pinned commit into the cache location",
+        description="git clone DomainBed at the pinned commit into the cache location, "
+        "or unpack it from a local clone or bare mirror (--source)")
+    parser.add_argument("--dest", help=f"default: {locate.cache_location()}")
+    parser.add_argument("--source", help="a git URL, or a local clone / bare mirror "
+                        "(for machines without a network)")
+    parser.add_argument("--commit", default=locate.PINNED_COMMIT)
+    parser.add_argument("--force", action="store_true", help="replace another commit")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
     destination = Path(args.dest) if args.dest else locate.cache_location()
     try:
         print(install_domainbed(destination, args.source or locate.REPOSITORY_URL,

@@ -87,5 +87,5 @@ def uninstall() -> None:
 if not disabled():
     try:
         install()
-    except Exception as error:  # never break interpreter start-up
+    except Exception as error:  # noqa: BLE001 - never break interpreter start-up
         sys.stderr.write(f"hessian-dg: start-up hook not installed: {error!r}\n")

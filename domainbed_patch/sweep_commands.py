@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import os
 import shutil
 import sys
@@ -10,15 +9,19 @@ from pathlib import Path
 from typing import List, Optional
 
 from domainbed_patch import jobs as sweep_jobs
-from domainbed_patch import launchers, presets, protocol, validation
+from domainbed_patch import launchers, locate, presets, protocol, validation
 
 #: DomainBed sweep flags -> preset fields (flags keep DomainBed's names).
 FLAG_FIELDS = ("datasets", "algorithms", "n_hparams_from", "n_hparams", "n_trials",
                "steps", "output_dir", "data_dir", "holdout_fraction")
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("command", choices=["plan", "launch", "status", "delete_incomplete"])
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sweep", help="plan, launch, follow or clean a sweep preset",
+        description="plan | launch | status | delete_incomplete a preset from sweeps/ "
+        "(or a .toml path); every preset field can be overridden")
+    parser.add_argument("action", choices=["plan", "launch", "status", "delete_incomplete"])
     parser.add_argument("preset", nargs="?", default=presets.DEFAULT_PRESET,
                         help="a preset name from sweeps/ or a .toml path (default: smoke)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -42,37 +45,33 @@ def add_arguments(parser) -> None:
                         "be running: clear them with delete_incomplete first)")
     parser.add_argument("--no_collect", action="store_true",
                         help="launch: do not print DomainBed's results table at the end")
+    parser.set_defaults(func=run)
 
 
-def _toml(value) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return repr(value)
-
-
-def overrides_from_args(args) -> List[str]:
-    overrides = list(args.overrides)
+def overrides_from_args(args) -> dict:
+    """The ``{dotted.key: value}`` overrides of ``--set`` and DomainBed's flag names."""
+    overrides = presets.parse_overrides(args.overrides)
     for name in FLAG_FIELDS:
         value = getattr(args, name)
         if value is not None:
-            overrides.append(f"{name}={_toml(value)}")
+            overrides[name] = value
     for key, value in validation.parse_hparams_json(args.hparams).items():
-        overrides.append(f"hparams.{key}={_toml(value)}")
+        overrides[f"hparams.{key}"] = value
     if args.test_envs is not None:
-        overrides.append(f"test_envs=[{_toml(args.test_envs)}]")
+        overrides["test_envs"] = [args.test_envs]
     if args.command_launcher:
-        overrides.append(f"launcher.name={_toml(args.command_launcher)}")
+        overrides["launcher.name"] = args.command_launcher
     return overrides
 
 
 def load(args):
-    """The preset with overrides, validated against DomainBed's names."""
+    """The preset with overrides: its fields first (no DomainBed needed), then its
+    names against DomainBed's."""
+    overrides = overrides_from_args(args)
+    presets.load_preset(args.preset, overrides)
+    locate.ensure_domainbed_importable()
     from domainbed import algorithms, datasets
-    preset = presets.load_preset(args.preset, overrides_from_args(args),
+    preset = presets.load_preset(args.preset, overrides,
                                  known_datasets=datasets.DATASETS,
                                  known_algorithms=algorithms.ALGORITHMS)
     launchers.get_launcher(preset.launcher.get("name", "local"))
@@ -205,13 +204,13 @@ def delete_incomplete(jobs, args) -> int:
 def run(args) -> int:
     preset = load(args)
     jobs = sweep_jobs.make_jobs(preset)
-    if args.command == "plan":
+    if args.action == "plan":
         plan(preset, jobs, args.seconds_per_step)
         return 0
-    if args.command == "status":
+    if args.action == "status":
         status(jobs)
         return 0
-    if args.command == "delete_incomplete":
+    if args.action == "delete_incomplete":
         return delete_incomplete(jobs, args)
     check_jobs(preset, jobs)
     os.makedirs(preset.output_dir, exist_ok=True)

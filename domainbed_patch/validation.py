@@ -86,7 +86,7 @@ def _compatible(default, value) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def declared_hparams() -> frozenset:
     """Every hparam DomainBed's registry (with the plugin) declares for some
     algorithm and some dataset. Keys that DomainBed's networks read for some

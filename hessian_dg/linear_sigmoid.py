@@ -50,7 +50,7 @@ class LinearSigmoidHead:
     @classmethod
     def from_logits(cls, features: torch.Tensor, logits: torch.Tensor,
                     labels: torch.Tensor, has_bias: bool = True,
-                    weights: Optional[torch.Tensor] = None) -> "LinearSigmoidHead":
+                    weights: Optional[torch.Tensor] = None) -> LinearSigmoidHead:
         """From the head's input features (N, D), its logits (N, 1) or (N,) and
         targets in [0, 1] of the same length; ``weights`` default to ``1/N``."""
         n = features.shape[0]

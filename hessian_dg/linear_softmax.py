@@ -119,7 +119,7 @@ class LinearSoftmaxHead:
     @classmethod
     def from_logits(cls, features: torch.Tensor, logits: torch.Tensor,
                     labels: torch.Tensor, has_bias: bool = True,
-                    weights: Optional[torch.Tensor] = None) -> "LinearSoftmaxHead":
+                    weights: Optional[torch.Tensor] = None) -> LinearSoftmaxHead:
         """Build from the head's input features (N, D), its logits (N, C) and labels (N,).
 
         Reusing the logits of the training forward pass costs nothing extra.

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "step_cost.py"
 
 VARIANTS = ("erm", "hgp", "hutchinson-s4", "hutchinson-exact", "dbp-hgp",

@@ -3,8 +3,6 @@ import pytest
 
 from domainbed_patch import cli
 
-pytestmark = pytest.mark.integration
-
 TRAIN = ["train", "--dataset", "Debug28", "--algorithm", "HGP", "--steps", "1"]
 SWEEP = ["sweep", "launch", "smoke"]
 
@@ -49,21 +47,25 @@ BAD_INPUT = {
                                ["unknown hparam 'lrr'", "did you mean 'lr'"]),
     "sweep-batch-hangs": (SWEEP + ["--hparams", '{"batch_size": 64}'],
                           ["batch_size 64 exceeds the 13 examples"]),
+    "sweep-unknown-launcher": (SWEEP + ["--command_launcher", "slurmm"],
+                               ["unknown launcher 'slurmm'", "local_parallel", "slurm"]),
+}
+#: refused from the preset alone: no DomainBed needed.
+PRESET_INPUT = {
     "sweep-unknown-preset": (["sweep", "plan", "smok"], ["unknown preset 'smok'",
                                                          "paper_domainbed", "smoke"]),
     "sweep-unknown-key": (["sweep", "plan", "--set", "n_trial=2"],
                           ["smoke.toml", "unknown key(s) ['n_trial']", "n_trials"]),
     "sweep-bad-type": (["sweep", "plan", "--set", "n_trials='3'"],
                        ["smoke.toml", "n_trials = '3' is not valid", "an integer >= 1"]),
-    "sweep-unknown-launcher": (SWEEP + ["--command_launcher", "slurmm"],
-                               ["unknown launcher 'slurmm'", "local_parallel", "slurm"]),
     "sweep-bad-protocol": (["sweep", "plan", "--set", "protocol='old'"],
                            ["protocol = 'old' is not valid", "'paper', 'upstream'"]),
+    "sweep-bad-flag-value": (["sweep", "plan", "--n_trials", "0"],
+                             ["n_trials = 0 is not valid"]),
 }
 
 
-@pytest.mark.parametrize("argv, needles", list(BAD_INPUT.values()), ids=list(BAD_INPUT))
-def test_bad_input_is_one_line_naming_the_valid_choices(argv, needles, capsys, tmp_path):
+def _refused_in_one_line(argv, needles, capsys, tmp_path):
     argv = argv + (["--output_dir", str(tmp_path / "out")] if argv[0] != "sweep" or
                    argv[1] != "plan" else [])
     assert cli.main(argv) == 2
@@ -74,6 +76,34 @@ def test_bad_input_is_one_line_naming_the_valid_choices(argv, needles, capsys, t
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("argv, needles", list(BAD_INPUT.values()), ids=list(BAD_INPUT))
+def test_bad_input_is_one_line_naming_the_valid_choices(argv, needles, capsys, tmp_path):
+    _refused_in_one_line(argv, needles, capsys, tmp_path)
+
+
+@pytest.mark.parametrize("argv, needles", list(PRESET_INPUT.values()),
+                         ids=list(PRESET_INPUT))
+def test_bad_presets_are_refused_without_domainbed(argv, needles, capsys, tmp_path):
+    _refused_in_one_line(argv, needles, capsys, tmp_path)
+
+
+@pytest.mark.parametrize("command", ["setup", "doctor", "train", "sweep", "collect",
+                                     "report"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0
+    assert f"usage: hessian-dg {command}" in capsys.readouterr().out
+
+
+def test_unknown_flags_are_refused_except_by_train(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["doctor", "--data_dri", "x"])
+    assert "unrecognized arguments: --data_dri x" in capsys.readouterr().err
+
+
+@pytest.mark.integration
 def test_doctor_names_domainbed_commit_and_datasets(capsys, tmp_path):
     (tmp_path / "PACS").mkdir()
     assert cli.main(["doctor", "--data_dir", str(tmp_path)]) == 0
@@ -83,6 +113,7 @@ def test_doctor_names_domainbed_commit_and_datasets(capsys, tmp_path):
     assert "[ok] PACS" in out and "[!!] VLCS" in out and "download_vlcs" in out
 
 
+@pytest.mark.integration
 def test_plan_counts_jobs_and_compute(capsys):
     assert cli.main(["sweep", "plan", "smoke", "--seconds_per_step", "3600"]) == 0
     out = capsys.readouterr().out
@@ -94,6 +125,7 @@ def test_plan_counts_jobs_and_compute(capsys):
     assert "hparams.batch_size" not in out
 
 
+@pytest.mark.integration
 def test_a_key_another_algorithm_declares_passes(tmp_path):
     """mlp_width is declared (for DANN) and read by DomainBed's networks for some
     inputs: a typo check must not refuse it."""

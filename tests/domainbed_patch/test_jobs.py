@@ -13,8 +13,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def paper_jobs(tmp_path_factory):
-    preset = presets.load_preset("paper_domainbed", [
-        f'output_dir="{tmp_path_factory.mktemp("paper")}"'])
+    preset = presets.load_preset("paper_domainbed", presets.parse_overrides([
+        f'output_dir="{tmp_path_factory.mktemp("paper")}"']))
     return preset, sweep_jobs.make_jobs(preset)
 
 
@@ -101,16 +101,16 @@ def test_paper_jobs_train_with_the_authors_hparams(paper_jobs):
 
 
 def test_upstream_protocol_fixes_nothing(tmp_path):
-    preset = presets.load_preset("paper_domainbed", [
+    preset = presets.load_preset("paper_domainbed", presets.parse_overrides([
         'protocol="upstream"', f'output_dir="{tmp_path}"', 'datasets=["PACS"]',
-        "n_hparams=2", "n_trials=1"])
+        "n_hparams=2", "n_trials=1"]))
     jobs = sweep_jobs.make_jobs(preset)
     assert len(jobs) == 4 * 3 * 2
     assert all("hparams" not in j.train_args for j in jobs)
 
 
 def test_states_and_last_error_line(tmp_path):
-    preset = presets.load_preset("smoke", [f'output_dir="{tmp_path}"'])
+    preset = presets.load_preset("smoke", presets.parse_overrides([f'output_dir="{tmp_path}"']))
     job = sweep_jobs.make_jobs(preset)[0]
     assert job.state == sweep_jobs.NOT_LAUNCHED
     job.output_dir.mkdir(parents=True)

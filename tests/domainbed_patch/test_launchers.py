@@ -4,9 +4,8 @@ import pytest
 from domainbed_patch import launchers
 from domainbed_patch.validation import UsageError
 
-pytestmark = pytest.mark.integration
 
-
+@pytest.mark.integration
 def test_registry_holds_domainbeds_and_ours():
     names = launchers.launcher_names()
     for name in ("local", "dummy", "multi_gpu", "local_parallel", "slurm", "submitit_local"):
@@ -43,9 +42,10 @@ def test_train_command_requeues_itself_on_preemption():
     assert isinstance(delayed.function, launchers.TrainCommand) and delayed.args == (command,)
 
 
+@pytest.mark.integration
 def test_dummy_launcher_prints_domainbed_commands(capsys, tmp_path):
     from domainbed_patch import jobs, presets
-    preset = presets.load_preset("smoke", [f'output_dir="{tmp_path}"'])
+    preset = presets.load_preset("smoke", presets.parse_overrides([f'output_dir="{tmp_path}"']))
     todo = jobs.make_jobs(preset)[:2]
     launchers.get_launcher("dummy")(todo, {}, tmp_path)
     out = capsys.readouterr().out.splitlines()

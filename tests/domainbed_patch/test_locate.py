@@ -1,10 +1,10 @@
 """Finding DomainBed: the three ways, the one error naming them, the commit."""
-import pytest
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from domainbed_patch import locate
 

@@ -8,8 +8,8 @@ ALGORITHMS = ["ERM", "HGP", "Hutchinson"]
 
 
 def _load(name="smoke", overrides=()):
-    return presets.load_preset(name, overrides, known_datasets=DATASETS,
-                               known_algorithms=ALGORITHMS)
+    return presets.load_preset(name, presets.parse_overrides(overrides),
+                               known_datasets=DATASETS, known_algorithms=ALGORITHMS)
 
 
 def test_shipped_presets_load():
@@ -56,6 +56,27 @@ def test_errors_name_file_key_and_valid_values(overrides, needles):
         _load(overrides=overrides)
     for needle in needles:
         assert needle in str(error.value), (needle, str(error.value))
+
+
+def test_every_default_is_declared_once_in_the_dataclass():
+    """Defaults come from SweepPreset alone: a preset naming only the required keys
+    gets them, and the error messages read the same declarations."""
+    minimal = presets.validate({"datasets": ["PACS"], "algorithms": ["HGP"],
+                                "output_dir": "o"}, "x.toml")
+    preset = presets.SweepPreset(name="x", source="x.toml", **minimal)
+    assert (preset.n_hparams, preset.n_trials, preset.protocol, preset.test_envs) == \
+        (20, 3, "paper", ())
+    required = [name for name, spec in presets.FIELDS.items()
+                if spec.default is presets.REQUIRED]
+    assert required == ["datasets", "algorithms", "output_dir"]
+
+
+def test_overrides_are_one_mapping_parsed_once():
+    assert presets.parse_overrides(["a.b=1", 'c="x"', "d=bare words", "e=[1, 2]"]) == \
+        {"a.b": 1, "c": "x", "d": "bare words", "e": [1, 2]}
+    preset = presets.load_preset("smoke", {"n_trials": 2, "hparams.lr": 1e-4})
+    assert preset.n_trials == 2 and preset.hparams == {"batch_size": 8,
+                                                      "hutchinson_samples": 50, "lr": 1e-4}
 
 
 def test_unknown_preset_and_files(tmp_path):

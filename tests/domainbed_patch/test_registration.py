@@ -193,6 +193,7 @@ def test_domainbeds_own_algorithm_tests_enumerate_the_plugin(tmp_path):
 
 def test_an_incompatible_domainbed_is_warned_about_and_left_alone():
     import types
+
     from domainbed_patch import registration
     stripped = types.SimpleNamespace(ALGORITHMS=[])
     assert registration.missing_features("domainbed.algorithms", stripped) == \

@@ -13,6 +13,7 @@ def test_the_documented_presets_ship():
 @pytest.mark.parametrize("name", preset_names())
 def test_shipped_preset_is_valid(name):
     from domainbed import algorithms, datasets
+
     from domainbed_patch import launchers
     preset = presets.load_preset(name, known_datasets=datasets.DATASETS,
                                  known_algorithms=algorithms.ALGORITHMS)

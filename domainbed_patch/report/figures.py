@@ -1,6 +1,8 @@
-"""The figures of ``hessian-dg report``: accuracy bars and training curves.
+"""The figures of ``hessian-dg report``: ``accuracy.png`` and ``curves.png``.
 
-Drawn with matplotlib's object API on the Agg canvas (``Figure.savefig``), so
+This module owns the accuracy bars (:func:`plot_accuracy`, from the sweep's
+averages) and the training curves (:func:`plot_curves`, from its records). They
+are drawn with matplotlib's object API on the Agg canvas (``Figure.savefig``), so
 pyplot's global backend and state are left alone.
 """
 from __future__ import annotations
