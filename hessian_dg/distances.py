@@ -21,7 +21,10 @@ parameters, different data):
   it is estimated as ``E ||(H_a - H_b) z||^2`` over Rademacher probes ``z``;
 - :func:`hessian_spectral_distance`: ``||H_a - H_b||_2``, by Lanczos iteration with
   full reorthogonalisation on Hessian-vector products, to a stated tolerance;
-- :func:`hessian_spectral_norm`: ``||H_a||_2``, the same way.
+- :func:`hessian_spectral_norm`: ``||H_a||_2``, the same way;
+- :func:`compare_domains`: all of these for named domains and pairs of them, the
+  training domains' average loss included as a :class:`HeadMixture`, with the
+  Frobenius distances from one Gram matrix of ``<H_e, H_f>`` (each block once).
 
 Nothing here knows about DomainBed.
 """
@@ -54,7 +57,7 @@ def _flat(matrix: torch.Tensor) -> torch.Tensor:
 
 def gradient_distance(a, b) -> float:
     """``||g_a - g_b||``: Euclidean distance of the two heads' gradients."""
-    return float(torch.linalg.vector_norm(_flat(a.gradient()) - _flat(b.gradient())))
+    return float(torch.linalg.vector_norm(_flat(a.gradient() - b.gradient()).detach()))
 
 
 def _kronecker_factors(head):
@@ -72,26 +75,34 @@ def _curvature_gram(p: torch.Tensor, q: torch.Tensor, sigmoid: bool) -> torch.Te
     return pq - p @ (q * q).t() - (p * p) @ q.t() + pq * pq
 
 
-def _kronecker_frobenius(a, b, chunk_size: int) -> float:
-    """``||H_a - H_b||_F`` from the Kronecker factors, O(N^2 (C + K)), chunked."""
-    (fa, pa, wa), (fb, pb, wb) = _kronecker_factors(a), _kronecker_factors(b)
-    design = torch.cat([fa, fb]).detach()
-    probs = torch.cat([pa, pb]).detach()
-    signed = torch.cat([wa, -wb]).detach()
+def _kronecker_inner(a, b, chunk_size: int) -> float:
+    """``<H_a, H_b>_F = sum_{n in a, m in b} w_n w_m <A_n, A_m> (x_n . x_m)^2``,
+    in float64, in row chunks of ``a``."""
+    (fa, pa, wa), (fb, pb, wb) = [
+        tuple(t.detach().double() for t in _kronecker_factors(h)) for h in (a, b)]
     sigmoid = isinstance(a, LinearSigmoidHead)
-    total = design.new_zeros(())
-    for start in range(0, design.shape[0], chunk_size):
+    total = 0.0
+    for start in range(0, fa.shape[0], chunk_size):
         rows = slice(start, start + chunk_size)
-        gram = (design[rows] @ design.t()).pow_(2)
-        gram.mul_(_curvature_gram(probs[rows], probs, sigmoid))
-        total += signed[rows] @ gram @ signed
-    return math.sqrt(max(float(total), 0.0))
+        gram = (fa[rows] @ fb.t()).pow_(2).mul_(_curvature_gram(pa[rows], pb, sigmoid))
+        total += float(wa[rows] @ gram @ wb)
+    return total
+
+
+def _kronecker_frobenius(a, b, chunk_size: int) -> float:
+    """``||H_a - H_b||_F`` from the Kronecker factors, O(N^2 (C + K)), chunked:
+    one signed sum over both heads' examples, free of cancellation."""
+    (fa, pa, wa), (fb, pb, wb) = _kronecker_factors(a), _kronecker_factors(b)
+    joined = LinearSigmoidHead if isinstance(a, LinearSigmoidHead) else LinearSoftmaxHead
+    design, probs = torch.cat([fa, fb]), torch.cat([pa, pb])
+    both = joined(design, probs, probs, torch.cat([wa, -wb]))
+    return math.sqrt(max(_kronecker_inner(both, both, chunk_size), 0.0))
 
 
 def hessian_frobenius_distance(a, b, num_probes: int = 100,
                                generator: Optional[torch.Generator] = None,
                                chunk_size: int = 1024,
-                               dense_limit: int = DENSE_LIMIT) -> Estimate:
+                               dense_limit: Optional[int] = None) -> Estimate:
     """``||H_a - H_b||_F``: exact for linear heads, estimated for autograd heads.
 
     A linear head of at most ``dense_limit`` parameters is compared densely;
@@ -100,14 +111,12 @@ def hessian_frobenius_distance(a, b, num_probes: int = 100,
     estimate ``(1/S) sum_s ||(H_a - H_b) z_s||^2`` with ``num_probes`` probes from
     ``generator``, returned with ``exact=False``.
     """
-    if type(a) is not type(b) or tuple(a.shape) != tuple(b.shape):
-        raise ValueError(f"heads of different kinds or shapes: {type(a).__name__}"
-                         f"{tuple(a.shape)} and {type(b).__name__}{tuple(b.shape)}")
+    _check_pair(a, b)
     size = math.prod(a.shape)
     if _kronecker_factors(a) is not None:
-        if size <= dense_limit:
-            return Estimate(float(torch.linalg.matrix_norm(a.hessian() - b.hessian())),
-                            True)
+        if size <= (DENSE_LIMIT if dense_limit is None else dense_limit):
+            difference = (a.hessian() - b.hessian()).detach()
+            return Estimate(float(torch.linalg.matrix_norm(difference)), True)
         return Estimate(_kronecker_frobenius(a, b, chunk_size), True)
     if generator is None:
         raise ValueError("an autograd head's Frobenius distance is estimated with "
@@ -121,6 +130,25 @@ def hessian_frobenius_distance(a, b, num_probes: int = 100,
     value = probes.rademacher_probe_mean(probe_sum, a.shape, num_probes, generator,
                                          dtype=reference.dtype, device=reference.device)
     return Estimate(math.sqrt(max(float(value), 0.0)), False)
+
+
+def hessian_inner_product(a, b, chunk_size: int = 1024,
+                          dense_limit: Optional[int] = None) -> float:
+    """``<H_a, H_b>_F = tr(H_a H_b)`` of two linear heads, exactly: densely when
+    small, else from the Kronecker factors without forming either Hessian."""
+    _check_pair(a, b)
+    if _kronecker_factors(a) is None:
+        raise ValueError("exact inner products need linear heads (closed forms)")
+    if math.prod(a.shape) <= (DENSE_LIMIT if dense_limit is None else dense_limit):
+        return float((a.hessian().detach().double() * b.hessian().detach().double()).sum())
+    return _kronecker_inner(a, b, chunk_size)
+
+
+def _check_pair(a, b) -> None:
+    kinds = {type(m) for h in (a, b) for m, _ in _members(h)}
+    if len(kinds) != 1 or tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"heads of different kinds or shapes: {type(a).__name__}"
+                         f"{tuple(a.shape)} and {type(b).__name__}{tuple(b.shape)}")
 
 
 def lanczos_extreme_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor],
@@ -174,11 +202,10 @@ def hessian_spectral_distance(a, b, generator: Optional[torch.Generator] = None,
                               tol: float = 1e-6, max_iter: int = 100) -> Estimate:
     """``||H_a - H_b||_2`` by Lanczos on ``v -> H_a v - H_b v`` (exact products for
     linear heads, double backprop for autograd heads)."""
-    if type(a) is not type(b) or tuple(a.shape) != tuple(b.shape):
-        raise ValueError(f"heads of different kinds or shapes: {type(a).__name__}"
-                         f"{tuple(a.shape)} and {type(b).__name__}{tuple(b.shape)}")
+    _check_pair(a, b)
     hvp_a, hvp_b = _flat_hvp(a), _flat_hvp(b)
-    with torch.no_grad() if _kronecker_factors(a) is not None else contextlib.nullcontext():
+    linear = _kronecker_factors(_members(a)[0][0]) is not None
+    with torch.no_grad() if linear else contextlib.nullcontext():
         return lanczos_extreme_eigenvalue(
             lambda v: hvp_a(v) - hvp_b(v), math.prod(a.shape), _flat(a.gradient()),
             generator, tol, max_iter)
@@ -187,7 +214,104 @@ def hessian_spectral_distance(a, b, generator: Optional[torch.Generator] = None,
 def hessian_spectral_norm(head, generator: Optional[torch.Generator] = None,
                           tol: float = 1e-6, max_iter: int = 100) -> Estimate:
     """``||H||_2`` by Lanczos on Hessian-vector products."""
-    with torch.no_grad() if _kronecker_factors(head) is not None else contextlib.nullcontext():
+    linear = _kronecker_factors(_members(head)[0][0]) is not None
+    with torch.no_grad() if linear else contextlib.nullcontext():
         return lanczos_extreme_eigenvalue(
             _flat_hvp(head), math.prod(head.shape), _flat(head.gradient()), generator,
             tol, max_iter)
+
+
+class HeadMixture:
+    """The loss ``sum_e c_e L_e`` of heads on the same parameters: its gradient and
+    Hessian are the same combinations (e.g. the training domains' average loss,
+    ``c_e = 1/m``), so nothing is recomputed on concatenated data."""
+
+    def __init__(self, heads, coefficients):
+        self.heads, self.coefficients = list(heads), [float(c) for c in coefficients]
+        if not self.heads or len(self.heads) != len(self.coefficients):
+            raise ValueError("a mixture needs one coefficient per head, and a head")
+        self.shape = tuple(self.heads[0].shape)
+
+    def _combine(self, parts):
+        return sum(c * part for c, part in zip(self.coefficients, parts))
+
+    def gradient(self) -> torch.Tensor:
+        return self._combine(h.gradient() for h in self.heads)
+
+    def hvp(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self._combine(h.hvp(vectors) for h in self.heads)
+
+
+def _members(head):
+    """``[(base head, coefficient)]`` of a head or a mixture."""
+    if isinstance(head, HeadMixture):
+        return list(zip(head.heads, head.coefficients))
+    return [(head, 1.0)]
+
+
+def compare_domains(heads, pairs, generator: Optional[torch.Generator] = None,
+                    tol: float = 1e-4, max_iter: int = 100, num_probes: int = 100,
+                    chunk_size: int = 1024) -> dict:
+    """The paper's transfer quantities for named heads (or :class:`HeadMixture`).
+
+    Returns ``{"heads": {name: {"gradient_norm", "hessian_spectral_norm"}},
+    "pairs": [{"a", "b", "gradient_distance", "hessian_frobenius_distance",
+    "hessian_spectral_distance"}]}`` for the ``(a, b)`` name pairs asked. Each
+    estimate is ``{"value", "exact"}``. Frobenius distances come from the Gram matrix
+    of ``<H_e, H_f>`` over the base heads (each block computed once, in float64;
+    mixtures by linearity): exact for linear heads, for autograd heads estimated with
+    shared probes, ``<H_e, H_f> ~ (1/S) sum_s (H_e z_s) . (H_f z_s)``. Spectral
+    norms and distances come from Lanczos to relative tolerance ``tol``.
+    """
+    bases = []
+    for head in heads.values():
+        for base, _ in _members(head):
+            if all(base is not b for b in bases):
+                bases.append(base)
+    index = {id(b): i for i, b in enumerate(bases)}
+    linear = _kronecker_factors(bases[0]) is not None
+    if linear:
+        def inner(i, j):
+            return hessian_inner_product(bases[i], bases[j], chunk_size)
+    else:
+        if generator is None:
+            raise ValueError("autograd heads' Frobenius distances are estimated with "
+                             "random probes: pass a torch.Generator")
+        like = _flat(bases[0].gradient())
+        z = probes.rademacher((num_probes, *bases[0].shape), generator, dtype=like.dtype,
+                              device=like.device)
+        products = [b.hvp(z).detach().reshape(num_probes, -1).double() for b in bases]
+
+        def inner(i, j):
+            return float((products[i] * products[j]).sum()) / num_probes
+    gram = {}
+
+    def gram_entry(i, j):
+        key = (min(i, j), max(i, j))
+        if key not in gram:
+            gram[key] = inner(*key)
+        return gram[key]
+
+    def frobenius(a, b):
+        terms = [(index[id(h)], c) for h, c in _members(a)] + \
+                [(index[id(h)], -c) for h, c in _members(b)]
+        squared = sum(ci * cj * gram_entry(i, j) for i, ci in terms for j, cj in terms)
+        return Estimate(math.sqrt(max(squared, 0.0)), linear)
+
+    def as_dict(estimate):
+        return {"value": estimate.value, "exact": estimate.exact}
+
+    result = {"heads": {}, "pairs": []}
+    for name, head in heads.items():
+        result["heads"][name] = {
+            "gradient_norm": float(torch.linalg.vector_norm(_flat(head.gradient().detach()))),
+            "hessian_spectral_norm": as_dict(hessian_spectral_norm(
+                head, generator, tol, max_iter))}
+    for a, b in pairs:
+        result["pairs"].append({
+            "a": a, "b": b,
+            "gradient_distance": gradient_distance(heads[a], heads[b]),
+            "hessian_frobenius_distance": as_dict(frobenius(heads[a], heads[b])),
+            "hessian_spectral_distance": as_dict(hessian_spectral_distance(
+                heads[a], heads[b], generator, tol, max_iter))})
+    return result

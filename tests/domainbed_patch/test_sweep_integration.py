@@ -45,11 +45,18 @@ def test_domainbed_train_writes_results_with_a_penalty_column(algorithm, tmp_pat
     assert (out / "done").exists()
 
 
-def test_hessian_dg_train_runs_domainbeds_train(tmp_path):
+def test_hessian_dg_train_runs_domainbeds_train_with_the_resolved_hparams(tmp_path):
+    """The one hparam-resolution function says what DomainBed's train really used."""
+    from domainbed_patch.protocol import resolve_hparams
     out = tmp_path / "job"
     assert cli.main(["train", "--dataset", "Debug28", "--algorithm", "HGP", "--steps", "2",
-                     "--hparams", SMALL, "--output_dir", str(out), "--skip_model_save"]) == 0
-    assert (out / "done").exists() and len(_records(out)) == 2
+                     "--hparams_seed", "3", "--trial_seed", "1", "--hparams", SMALL,
+                     "--output_dir", str(out), "--skip_model_save"]) == 0
+    records = _records(out)
+    assert (out / "done").exists() and len(records) == 2
+    expected = resolve_hparams("HGP", "Debug28", 3, 1, overrides=json.loads(SMALL))
+    assert records[0]["hparams"] == pytest.approx(expected)
+    assert records[0]["hparams"]["penalty_alpha"] != 1e-4  # a draw, not the default
 
 
 @pytest.fixture(scope="module")

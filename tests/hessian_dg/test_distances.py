@@ -101,3 +101,54 @@ def test_mismatched_heads_are_refused():
     (s, _), _ = PAIRS["sigmoid"]()
     with pytest.raises(ValueError, match="different kinds or shapes"):
         distances.hessian_frobenius_distance(a, s)
+
+
+def _three_softmax_heads(seed=4):
+    g = torch.Generator().manual_seed(seed)
+    c, d = 3, 4
+    matrix = torch.randn(c, d + 1, generator=g, dtype=torch.float64)
+    heads = {}
+    for name, n in (("env0", 7), ("env1", 9), ("env2", 5)):
+        features = torch.randn(n, d, generator=g, dtype=torch.float64)
+        labels = torch.randint(0, c, (n,), generator=g)
+        logits = features @ matrix[:, :d].t() + matrix[:, d]
+        heads[name] = LinearSoftmaxHead.from_logits(features, logits, labels)
+    return heads
+
+
+@pytest.mark.parametrize("dense_limit", [10**6, 0], ids=["dense", "kronecker"])
+def test_compare_domains_with_the_training_average_equals_dense(dense_limit, monkeypatch):
+    monkeypatch.setattr(distances, "DENSE_LIMIT", dense_limit)
+    heads = _three_softmax_heads()
+    dense = {name: h.hessian() for name, h in heads.items()}
+    grads = {name: h.gradient().reshape(-1) for name, h in heads.items()}
+    heads["train_average"] = distances.HeadMixture([heads["env0"], heads["env1"]], [0.5, 0.5])
+    dense["train_average"] = (dense["env0"] + dense["env1"]) / 2
+    grads["train_average"] = (grads["env0"] + grads["env1"]) / 2
+    pairs = [("env0", "env1"), ("env0", "env2"), ("env2", "train_average")]
+    result = distances.compare_domains(heads, pairs, torch.Generator().manual_seed(0),
+                                       tol=1e-12, chunk_size=3)
+    for row in result["pairs"]:
+        a, b = row["a"], row["b"]
+        difference = dense[a] - dense[b]
+        assert row["hessian_frobenius_distance"]["exact"]
+        assert row["hessian_frobenius_distance"]["value"] == pytest.approx(
+            torch.linalg.matrix_norm(difference).item(), rel=1e-9)
+        assert row["hessian_spectral_distance"]["value"] == pytest.approx(
+            torch.linalg.matrix_norm(difference, 2).item(), rel=1e-8)
+        assert row["gradient_distance"] == pytest.approx(
+            torch.linalg.vector_norm(grads[a] - grads[b]).item(), rel=1e-12)
+    for name, row in result["heads"].items():
+        assert row["hessian_spectral_norm"]["value"] == pytest.approx(
+            torch.linalg.matrix_norm(dense[name], 2).item(), rel=1e-8)
+        assert row["gradient_norm"] == pytest.approx(
+            torch.linalg.vector_norm(grads[name]).item(), rel=1e-12)
+
+
+def test_compare_domains_estimates_autograd_heads_with_shared_probes():
+    a, b = _autograd_pair()
+    expected = torch.linalg.matrix_norm(a.hessian() - b.hessian()).item()
+    result = distances.compare_domains({"a": a, "b": b}, [("a", "b")],
+                                       torch.Generator().manual_seed(2), num_probes=4000)
+    row = result["pairs"][0]["hessian_frobenius_distance"]
+    assert not row["exact"] and abs(row["value"] - expected) < 0.05 * expected

@@ -109,6 +109,7 @@ def test_importing_the_math_imports_no_domainbed_and_changes_no_global_state():
 def test_no_module_of_the_math_names_domainbed_in_an_import():
     import ast
     from pathlib import Path
+
     import hessian_dg
     for path in Path(hessian_dg.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
