@@ -32,7 +32,6 @@ def report(data_dir: str = "") -> tuple:
     else:
         lines.append(_line(True, "CUDA: not available, training runs on the CPU"))
 
-    healthy = True
     try:
         where = locate.ensure_domainbed_importable()
     except locate.DomainBedNotFoundError as error:
@@ -42,18 +41,17 @@ def report(data_dir: str = "") -> tuple:
     lines.append(_line(True, f"DomainBed at {where.root} (found: {where.how})"))
     lines.append(_line(pinned, f"commit {where.commit or 'unknown'}"
                        + ("" if pinned else f"; hessian-dg is tested at {locate.PINNED_COMMIT}")))
-    hooked = any(isinstance(f, startup.RegistrationHook) for f in sys.meta_path)
-    if startup.disabled():
+    healthy = not startup.disabled()
+    if not healthy:
         lines.append(_line(False, f"plugin switched off by {startup.DISABLE_VARIABLE}"))
-        healthy = False
     else:
+        hooked = any(isinstance(f, startup.RegistrationHook) for f in sys.meta_path)
         lines.append(_line(hooked, "start-up hook installed" if hooked else
                            "start-up hook missing: reinstall with pip install -e ."))
-        healthy = healthy and hooked
-        from domainbed import algorithms
-        registered = all(n in algorithms.ALGORITHMS for n in ("HGP", "Hutchinson"))
+        algorithms = locate.import_domainbed("algorithms").ALGORITHMS
+        registered = all(n in algorithms for n in ("HGP", "Hutchinson"))
         lines.append(_line(registered, "HGP and Hutchinson in DomainBed's registry"))
-        healthy = healthy and registered
+        healthy = hooked and registered
 
     lines.append(f"datasets under --data_dir {data_dir or '(not given)'}:")
     for dataset, (folder, _) in validation.DATASET_FOLDERS.items():

@@ -43,29 +43,20 @@ class SweepJob:
             return FAILED
         return INCOMPLETE if self.output_dir.exists() else NOT_LAUNCHED
 
-    def train_argv(self) -> List[str]:
-        """``--key value`` flags of DomainBed's train, in sorted key order."""
-        argv = []
-        for key, value in sorted(self.train_args.items()):
-            argv.append(f"--{key}")
-            if isinstance(value, list):
-                argv.extend(str(v) for v in value)
-            else:
-                argv.append(str(value))
-        return argv
-
     def command(self) -> List[str]:
-        """The job as an argv: DomainBed's train behind the failure-recording runner."""
-        return [sys.executable, "-m", "domainbed_patch.job_runner", *self.train_argv()]
+        """The job as an argv: DomainBed's train behind the failure-recording runner,
+        its ``--key value`` flags in sorted key order."""
+        argv = [sys.executable, "-m", "domainbed_patch.job_runner"]
+        for key, value in sorted(self.train_args.items()):
+            argv += [f"--{key}", *map(str, value if isinstance(value, list) else [value])]
+        return argv
 
     def last_error_line(self) -> str:
         """Last non-empty line of the job's error log ('' if none)."""
-        for name in (FAILED_MARKER, ERROR_LOG):
-            path = self.output_dir / name
-            if path.exists():
-                lines = [l for l in path.read_text(errors="replace").splitlines() if l.strip()]
-                if lines:
-                    return lines[-1].strip()
+        for path in (self.output_dir / FAILED_MARKER, self.output_dir / ERROR_LOG):
+            text = path.read_text(errors="replace").strip() if path.exists() else ""
+            if text:
+                return text.splitlines()[-1].strip()
         return ""
 
     def describe(self) -> str:
@@ -77,7 +68,6 @@ class SweepJob:
 def make_jobs(preset) -> List[SweepJob]:
     """Expand a :class:`~domainbed_patch.presets.SweepPreset` into jobs."""
     from domainbed.scripts import sweep as domainbed_sweep
-
     data_dir = os.path.abspath(preset.data_dir) if preset.data_dir else ""
     output_dir = os.path.abspath(preset.output_dir)
     args_list = domainbed_sweep.make_args_list(
@@ -89,33 +79,26 @@ def make_jobs(preset) -> List[SweepJob]:
     if preset.test_envs:
         wanted = {tuple(e) for e in preset.test_envs}
         args_list = [a for a in args_list if tuple(a["test_envs"]) in wanted]
-    jobs = []
-    for train_args in args_list:
-        fixed = protocols.fixed_hparams(
-            preset.protocol, train_args["dataset"], train_args["algorithm"],
-            train_args["hparams_seed"], train_args["trial_seed"], preset.hparams)
+    for a in args_list:
+        fixed = protocols.fixed_hparams(preset.protocol, a["dataset"], a["algorithm"],
+                                        a["hparams_seed"], a["trial_seed"], preset.hparams)
         if fixed:
-            train_args["hparams"] = json.dumps(fixed, sort_keys=True)
-        job = domainbed_sweep.Job(train_args, output_dir)
-        jobs.append(SweepJob(job.train_args, Path(job.output_dir)))
-    return jobs
+            a["hparams"] = json.dumps(fixed, sort_keys=True)
+    jobs = [domainbed_sweep.Job(a, output_dir) for a in args_list]
+    return [SweepJob(job.train_args, Path(job.output_dir)) for job in jobs]
 
 
 def job_hparams(job: SweepJob) -> dict:
     """The hparams DomainBed's train will use for this job (registry, then the job's
     ``--hparams``, which already hold what the protocol fixes)."""
     a = job.train_args
+    overrides = json.loads(a.get("hparams") or "{}")
     return protocols.resolve_hparams(a["algorithm"], a["dataset"], a["hparams_seed"],
-                                     a["trial_seed"], overrides=json.loads(
-                                         a.get("hparams") or "{}"))
-
-
-def count_states(jobs) -> collections.Counter:
-    return collections.Counter(job.state for job in jobs)
+                                     a["trial_seed"], overrides=overrides)
 
 
 def summary_line(jobs) -> str:
-    counts = count_states(jobs)
+    counts = collections.Counter(job.state for job in jobs)
     return f"{len(jobs)} jobs: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES)
 
 

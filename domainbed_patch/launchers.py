@@ -14,6 +14,9 @@ A job that fails never stops the others: each job is its own process.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
+import functools
 import os
 import shlex
 import subprocess
@@ -30,48 +33,34 @@ def _domainbed_registry() -> dict:
     return command_launchers.REGISTRY
 
 
-def _run_with_domainbed(name: str) -> Callable:
-    def run(jobs, settings, log_dir):
-        _domainbed_registry()[name]([shlex.join(job.command()) for job in jobs])
-    run.__doc__ = f"DomainBed's {name!r} launcher."
-    return run
-
-
-def _threads_per_job(parallel: int) -> str:
-    return str(max(1, (os.cpu_count() or 1) // parallel))
+def _run_with_domainbed(name: str, jobs, settings, log_dir) -> None:
+    """DomainBed's launcher ``name``, given command strings as DomainBed's sweep gives them."""
+    _domainbed_registry()[name]([shlex.join(job.command()) for job in jobs])
 
 
 def local_parallel(jobs, settings, log_dir) -> None:
     """Run on this machine, ``max_parallel`` at a time, with a progress bar."""
     import tqdm
-
     parallel = int(settings.get("max_parallel", 1))
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", _threads_per_job(parallel))
+    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel)), **os.environ}
     env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
 
-    def run(job):
-        subprocess.run(job.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env=env, check=False)
-        return job
-
-    counts = {DONE: 0, FAILED: 0}
+    counts = collections.Counter()
     with ThreadPoolExecutor(max_workers=parallel) as pool, \
             tqdm.tqdm(total=len(jobs), unit="job", desc="sweep") as bar:
-        for future in as_completed([pool.submit(run, job) for job in jobs]):
-            job = future.result()
-            state = job.state
-            counts[state] = counts.get(state, 0) + 1
+        running = {pool.submit(subprocess.run, job.command(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=env, check=False): job
+                   for job in jobs}
+        for future in as_completed(running):
+            future.result()  # raises what the job's thread raised
+            counts[running[future].state] += 1
             bar.set_postfix(done=counts[DONE], failed=counts[FAILED])
             bar.update(1)
 
 
 class TrainCommand:
-    """A picklable job body for submitit: runs one job's command.
-
-    ``checkpoint`` asks submitit to requeue the same command on preemption or
-    timeout (the job runner clears the partial attempt).
-    """
+    """A picklable job body for submitit: runs one job's command; ``checkpoint``
+    requeues it on preemption or timeout (the job runner clears the partial attempt)."""
 
     def __call__(self, command: List[str]) -> int:
         return subprocess.run(command, check=False).returncode
@@ -83,36 +72,28 @@ class TrainCommand:
 
 #: [launcher] field -> submitit parameter.
 SUBMITIT_PARAMETERS = {
-    "time_limit_minutes": "timeout_min",
-    "gpus_per_job": "gpus_per_node",
-    "cpus_per_job": "cpus_per_task",
-    "mem_gb": "mem_gb",
-    "partition": "slurm_partition",
-    "max_concurrent": "slurm_array_parallelism",
-    "account": "slurm_account",
-}
+    "time_limit_minutes": "timeout_min", "gpus_per_job": "gpus_per_node",
+    "cpus_per_job": "cpus_per_task", "mem_gb": "mem_gb", "partition": "slurm_partition",
+    "max_concurrent": "slurm_array_parallelism", "account": "slurm_account"}
 
 
 def submitit_parameters(settings: dict, cluster: str) -> dict:
     """submitit's ``update_parameters`` keywords for a ``[launcher]`` table."""
-    parameters = {SUBMITIT_PARAMETERS[k]: v for k, v in settings.items()
-                  if k in SUBMITIT_PARAMETERS}
-    if cluster != "slurm":
-        parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_")}
-    return dict(name="hessian-dg", **parameters)
+    names = {field: parameter for field, parameter in SUBMITIT_PARAMETERS.items()
+             if cluster == "slurm" or not parameter.startswith("slurm_")}
+    return {"name": "hessian-dg", **{names[k]: v for k, v in settings.items() if k in names}}
 
 
 def submitit_executor(settings: dict, log_dir: Path, cluster: str):
     import submitit
-
     executor = submitit.AutoExecutor(folder=str(log_dir), cluster=cluster)
     executor.update_parameters(**submitit_parameters(settings, cluster))
     return executor
 
 
 def _submit(jobs, settings, log_dir, cluster):
-    executor = submitit_executor(settings, Path(log_dir), cluster)
-    return executor.map_array(TrainCommand(), [job.command() for job in jobs])
+    return submitit_executor(settings, log_dir, cluster).map_array(
+        TrainCommand(), [job.command() for job in jobs])
 
 
 def slurm(jobs, settings, log_dir) -> None:
@@ -126,22 +107,16 @@ def slurm(jobs, settings, log_dir) -> None:
 def submitit_local(jobs, settings, log_dir) -> None:
     """submitit's local executor; waits for every job, with a progress bar."""
     import tqdm
-
     submitted = _submit(jobs, settings, log_dir, "local")
     with tqdm.tqdm(total=len(submitted), unit="job", desc="sweep") as bar:
         for job in submitted:
-            try:
+            with contextlib.suppress(Exception):  # the job's log says why; status reports it
                 job.result()
-            except Exception:  # noqa: BLE001 - the job's own log says why; status reports it
-                pass
             bar.update(1)
 
 
 OUR_LAUNCHERS: Dict[str, Callable] = {
-    "local_parallel": local_parallel,
-    "slurm": slurm,
-    "submitit_local": submitit_local,
-}
+    "local_parallel": local_parallel, "slurm": slurm, "submitit_local": submitit_local}
 #: launchers that return only when their jobs have ended.
 BLOCKING = ("local", "local_parallel", "submitit_local", "multi_gpu")
 
@@ -154,6 +129,6 @@ def get_launcher(name: str) -> Callable:
     if name in OUR_LAUNCHERS:
         return OUR_LAUNCHERS[name]
     if name in _domainbed_registry():
-        return _run_with_domainbed(name)
+        return functools.partial(_run_with_domainbed, name)
     raise UsageError(f"unknown launcher {name!r}; valid launchers: "
                      f"{', '.join(launcher_names())}")

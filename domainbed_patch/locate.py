@@ -15,8 +15,8 @@ module imports nothing heavy: it runs at every interpreter start (see
 """
 from __future__ import annotations
 
+import importlib
 import importlib.abc
-import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -51,11 +51,12 @@ def _root_from_environment() -> Optional[Path]:
     return Path(value).expanduser() if value else None
 
 
-def fallback_root() -> Optional[Path]:
-    """``$DOMAINBED_ROOT`` if it holds DomainBed, else the cache location if it does."""
-    for root in (_root_from_environment(), cache_location()):
+def fallback() -> Optional[tuple]:
+    """(root, how found) of the first that holds DomainBed: $DOMAINBED_ROOT, the cache."""
+    for root, how in ((_root_from_environment(), f"${ROOT_VARIABLE}"),
+                      (cache_location(), "cache location")):
         if is_domainbed_root(root):
-            return root
+            return root, how
     return None
 
 
@@ -76,22 +77,15 @@ def not_found_message() -> str:
 
 
 class DomainBedFinder(importlib.abc.MetaPathFinder):
-    """Serves the top-level ``domainbed`` package from :func:`fallback_root`.
-
-    Sits at the end of ``sys.meta_path``; asked only after every other finder
-    failed, so it never shadows an importable DomainBed.
-    """
+    """Serves the top-level ``domainbed`` package from :func:`fallback` (2 and 3)."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "domainbed":
+        found = fallback() if fullname == "domainbed" else None
+        if found is None:
             return None
-        root = fallback_root()
-        if root is None:
-            return None
-        package = root / "domainbed"
+        package = found[0] / "domainbed"
         return importlib.util.spec_from_file_location(
-            "domainbed", package / "__init__.py",
-            submodule_search_locations=[str(package)])
+            "domainbed", package / "__init__.py", submodule_search_locations=[str(package)])
 
 
 def install_finder() -> None:
@@ -111,46 +105,37 @@ class DomainBedLocation:
 
 def read_commit(root: Path) -> Optional[str]:
     """The commit of a DomainBed folder: its git HEAD, else the setup marker."""
-    git_dir = Path(root) / ".git"
-    head = git_dir / "HEAD"
-    if head.is_file():
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            ref_file = git_dir / ref[5:]
-            if ref_file.is_file():
-                return ref_file.read_text().strip()
-            packed = git_dir / "packed-refs"
-            if packed.is_file():
-                for line in packed.read_text().splitlines():
-                    if line.endswith(" " + ref[5:]):
-                        return line.split()[0]
-            return None
-        return ref
-    marker = Path(root) / COMMIT_FILE
-    return marker.read_text().strip() if marker.is_file() else None
+    git_dir, marker = Path(root) / ".git", Path(root) / COMMIT_FILE
+    if not (git_dir / "HEAD").is_file():
+        return marker.read_text().strip() if marker.is_file() else None
+    head = (git_dir / "HEAD").read_text().strip()
+    if not head.startswith("ref: "):
+        return head  # detached
+    ref = head[len("ref: "):]
+    if (git_dir / ref).is_file():
+        return (git_dir / ref).read_text().strip()
+    packed = git_dir / "packed-refs"
+    lines = packed.read_text().splitlines() if packed.is_file() else []
+    return next((line.split()[0] for line in lines if line.endswith(" " + ref)), None)
 
 
 def locate() -> DomainBedLocation:
     """Find DomainBed without importing it; raise :class:`DomainBedNotFoundError`."""
     loaded = sys.modules.get("domainbed")
-    if loaded is not None and getattr(loaded, "__path__", None):
+    if getattr(loaded, "__path__", None):
         root = Path(list(loaded.__path__)[0]).parent
         return DomainBedLocation(root, "imported", read_commit(root))
     for finder in sys.meta_path:
-        if isinstance(finder, DomainBedFinder):
+        if isinstance(finder, DomainBedFinder) or not hasattr(finder, "find_spec"):
             continue
-        find = getattr(finder, "find_spec", None)
-        spec = find("domainbed", None) if find else None
+        spec = finder.find_spec("domainbed", None)
         if spec is not None and spec.submodule_search_locations:
             root = Path(list(spec.submodule_search_locations)[0]).parent
             return DomainBedLocation(root, "importable", read_commit(root))
-    env = _root_from_environment()
-    if is_domainbed_root(env):
-        return DomainBedLocation(env, f"${ROOT_VARIABLE}", read_commit(env))
-    cache = cache_location()
-    if is_domainbed_root(cache):
-        return DomainBedLocation(cache, "cache location", read_commit(cache))
-    raise DomainBedNotFoundError(not_found_message())
+    found = fallback()
+    if found is None:
+        raise DomainBedNotFoundError(not_found_message())
+    return DomainBedLocation(*found, read_commit(found[0]))
 
 
 def ensure_domainbed_importable() -> DomainBedLocation:
@@ -159,3 +144,10 @@ def ensure_domainbed_importable() -> DomainBedLocation:
     if location.how not in ("importable", "imported"):
         install_finder()
     return location
+
+
+def import_domainbed(module: str):
+    """``domainbed.<module>`` (e.g. ``"lib.query"``), after
+    :func:`ensure_domainbed_importable`."""
+    ensure_domainbed_importable()
+    return importlib.import_module(f"domainbed.{module}")

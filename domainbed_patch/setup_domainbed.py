@@ -18,14 +18,13 @@ CLONE_TIMEOUT_SECONDS = 600
 
 
 class SetupError(RuntimeError):
-    pass
+    """DomainBed could not be put in place; the message says why."""
 
 
 def _git(*args, cwd=None) -> None:
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
     try:
-        subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                       text=True, timeout=CLONE_TIMEOUT_SECONDS)
+        subprocess.run(["git", *args], cwd=cwd, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+                       check=True, capture_output=True, text=True, timeout=CLONE_TIMEOUT_SECONDS)
     except FileNotFoundError:
         raise SetupError("git is not installed") from None
     except subprocess.TimeoutExpired:
@@ -47,10 +46,6 @@ def _from_git_dir(git_dir: Path, commit: str, target: Path) -> None:
     (target / locate.COMMIT_FILE).write_text(commit + "\n")
 
 
-def _git_dir_of(source: Path) -> Path:
-    return source / ".git" if (source / ".git").exists() else source
-
-
 def install_domainbed(destination: Path, source: str = locate.REPOSITORY_URL,
                       commit: str = locate.PINNED_COMMIT, force: bool = False) -> str:
     """Fill ``destination`` with DomainBed at ``commit``; a message saying what was done."""
@@ -62,29 +57,18 @@ def install_domainbed(destination: Path, source: str = locate.REPOSITORY_URL,
         raise SetupError(f"{destination} holds DomainBed at {found or 'an unknown commit'}, "
                          f"not the pinned {commit}; rerun with --force to replace it")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".domainbed-", dir=destination.parent))
-    try:
-        target = staging / "DomainBed"
-        if Path(source).exists():
-            _from_git_dir(_git_dir_of(Path(source)), commit, target)
+    with tempfile.TemporaryDirectory(prefix=".domainbed-", dir=destination.parent) as staging:
+        target = Path(staging) / "DomainBed"
+        if Path(source).exists():  # a clone, or a bare mirror
+            git_dir = Path(source) / ".git"
+            _from_git_dir(git_dir if git_dir.exists() else Path(source), commit, target)
         else:
             _git("clone", "--quiet", source, str(target))
             _git("checkout", "--quiet", commit, cwd=target)
         if destination.exists():
             shutil.rmtree(destination)
         target.rename(destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return f"DomainBed {commit[:12]} installed at {destination}"
-
-
-def offline_help(destination: Path) -> str:
-    return (f"Could not get DomainBed. Without a network, bring a clone of "
-            f"{locate.REPOSITORY_URL} here by other means, then either\n"
-            f"  hessian-dg setup --source /path/to/DomainBed   (a clone or bare mirror "
-            f"holding commit {locate.PINNED_COMMIT})\n"
-            f"or check out that commit anywhere and export "
-            f"{locate.ROOT_VARIABLE}=/path/to/DomainBed (cache location: {destination})")
 
 
 def add_parser(subparsers) -> None:
@@ -107,6 +91,11 @@ def run(args) -> int:
                                 args.commit, args.force))
     except SetupError as error:
         print(f"hessian-dg setup: error: {error}")
-        print(offline_help(destination))
+        print(f"Could not get DomainBed. Without a network, bring a clone of "
+              f"{locate.REPOSITORY_URL} here by other means, then either\n"
+              f"  hessian-dg setup --source /path/to/DomainBed   (a clone or bare mirror "
+              f"holding commit {locate.PINNED_COMMIT})\n"
+              f"or check out that commit anywhere and export "
+              f"{locate.ROOT_VARIABLE}=/path/to/DomainBed (cache location: {destination})")
         return 1
     return 0

@@ -23,10 +23,8 @@ import sys
 DISABLE_VARIABLE = "HESSIAN_DG_DISABLE"
 
 #: module imported by DomainBed -> registration function applied right after it runs.
-HOOKED_MODULES = {
-    "domainbed.algorithms": "register_algorithms",
-    "domainbed.hparams_registry": "register_hparams",
-}
+HOOKED_MODULES = {"domainbed.algorithms": "register_algorithms",
+                  "domainbed.hparams_registry": "register_hparams"}
 
 
 def disabled() -> bool:
@@ -77,11 +75,6 @@ def install() -> None:
     if not any(isinstance(f, RegistrationHook) for f in sys.meta_path):
         sys.meta_path.insert(0, RegistrationHook())
     install_finder()
-
-
-def uninstall() -> None:
-    """Remove the registration hook (modules already imported keep the plugin)."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, RegistrationHook)]
 
 
 if not disabled():

@@ -64,26 +64,13 @@ def parse_hparams_json(text: Optional[str]) -> dict:
     return value
 
 
-def _type_name(value) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    return type(value).__name__
-
-
 def _compatible(default, value) -> bool:
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    return True
+    """JSON ``value`` fits where the registry has ``default`` (an int fits a float)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) == isinstance(value, bool)
+    accepted = {int: int, float: (int, float), str: str}
+    kind = next((k for k in accepted if isinstance(default, k)), None)
+    return kind is None or isinstance(value, accepted[kind])
 
 
 @functools.cache
@@ -138,8 +125,8 @@ def check_hparams(algorithm: str, dataset: str, overrides: dict,
     for key, value in overrides.items():
         if key in merged and not _compatible(merged[key], value):
             raise UsageError(
-                f"hparam {key}={value!r} is a {_type_name(value)}, but {algorithm} on "
-                f"{dataset} expects a {_type_name(merged[key])} (default {merged[key]!r})")
+                f"hparam {key}={value!r} is a {type(value).__name__}, but {algorithm} on "
+                f"{dataset} expects a {type(merged[key]).__name__} (default {merged[key]!r})")
     merged.update(overrides)
     if algorithm in plugin_hparams.HPARAMS:
         try:

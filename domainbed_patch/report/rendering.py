@@ -1,14 +1,10 @@
-"""The writers of the comparison table: ``report.md``, ``report.tex``, ``report.csv``.
-
-This module owns how the comparison (:func:`domainbed_patch.report.references.compare`)
-is printed: the columns of the text tables (:data:`COLUMNS`), the Markdown
-(:func:`to_markdown`) and LaTeX (:func:`to_latex`, :func:`latex_escape`) texts and
-the CSV file (:func:`write_csv`). Cells are found by column name, never by position.
+"""``report.md`` and ``report.tex``: the comparison (:func:`.references.compare`) as
+text tables of the columns :data:`COLUMNS`, whose cells are found by column name,
+never by position. (``report.csv`` is the comparison as it is.)
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import pandas as pd
 
@@ -26,35 +22,38 @@ COLUMNS = {"Dataset": False, "Algorithm": False, "This sweep": True, "Trials": T
 HEADER = tuple(COLUMNS)
 
 
-def _mean_pm(mean, stderr, pm: str) -> str:
+def _mean_pm(mean, stderr) -> str:
     if pd.isna(mean):
         return MISSING
-    return f"{mean:.1f}" if pd.isna(stderr) else f"{mean:.1f}{pm}{stderr:.1f}"
+    return f"{mean:.1f}" if pd.isna(stderr) else f"{mean:.1f} ± {stderr:.1f}"
 
 
-def _cells(row, pm: str) -> Dict[str, str]:
+def _cells(row) -> Dict[str, str]:
     """Column header -> the text of ``row`` (a row of the comparison) in it."""
-    return {"Dataset": row["dataset"],
-            "Algorithm": row["algorithm"],
-            "This sweep": _mean_pm(row["accuracy"], row["stderr"], pm),
+    return {"Dataset": row["dataset"], "Algorithm": row["algorithm"],
+            "This sweep": _mean_pm(row["accuracy"], row["stderr"]),
             "Trials": str(row["trials"]) if row["trials"] else MISSING,
-            "Reference": _mean_pm(row["reference_accuracy"], row["reference_stderr"],
-                                  pm),
+            "Reference": _mean_pm(row["reference_accuracy"], row["reference_stderr"]),
             DIFFERENCE: (MISSING if pd.isna(row["difference"])
                          else f"{row['difference']:+.1f}"),
             "Reference source": row["reference_source"] or MISSING}
 
 
-def _empty_note(sweep: Sweep, selection: str) -> Optional[str]:
-    if selection == SELECTION_LABELS["LeaveOneOutSelectionMethod"] and not any(
-            len(r["args"]["test_envs"]) == 2 for r in sweep.records):
-        return ("No result: leave-one-domain-out needs jobs with two test "
-                "environments (a sweep launched without --single_test_envs).")
-    return None
+def _sections(sweep: Sweep, comparison: pd.DataFrame):
+    """Per selection method: DomainBed's name of it, a note when it can have no
+    result (else ``None``), and the cells of its rows."""
+    for selection, name in selection_names().items():
+        note = None
+        if selection == SELECTION_LABELS["LeaveOneOutSelectionMethod"] and not any(
+                len(r["args"]["test_envs"]) == 2 for r in sweep.records):
+            note = ("No result: leave-one-domain-out needs jobs with two test "
+                    "environments (a sweep launched without --single_test_envs).")
+        rows = comparison[comparison["selection"] == selection]
+        yield name, note, [_cells(row) for _, row in rows.iterrows()]
 
 
 def _intro(sweep: Sweep, reference: pd.DataFrame) -> List[str]:
-    sources = list(dict.fromkeys(reference["source"])) if len(reference) else []
+    sources = list(dict.fromkeys(reference["source"]))
     return [sweep.summary(),
             "Accuracy in %: per algorithm and dataset, mean ± standard error over "
             "trials (trial_seed) of the trial's mean accuracy over test environments, "
@@ -64,7 +63,7 @@ def _intro(sweep: Sweep, reference: pd.DataFrame) -> List[str]:
             "dataset and algorithm.",
             "Reference sources: " + (", ".join(
                 f"{s} ({PACKAGED_DESCRIPTION})" if s == PACKAGED_SOURCE else s
-                for s in sources) if sources else "none") + "."]
+                for s in sources) or "none") + "."]
 
 
 def to_markdown(sweep: Sweep, comparison: pd.DataFrame, reference: pd.DataFrame) -> str:
@@ -72,29 +71,20 @@ def to_markdown(sweep: Sweep, comparison: pd.DataFrame, reference: pd.DataFrame)
     def line(cells):
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
-    rule = "|" + "|".join("---:" if numeric else "---"
-                          for numeric in COLUMNS.values()) + "|"
+    rule = "|" + "|".join("---:" if numeric else "---" for numeric in COLUMNS.values()) + "|"
     out = ["# DomainBed sweep report", ""]
     for paragraph in _intro(sweep, reference):
         out += [paragraph, ""]
-    for selection, name in selection_names().items():
-        out += [f"## Model selection: {name}", ""]
-        rows = comparison[comparison["selection"] == selection]
-        note = _empty_note(sweep, selection)
-        if note:
-            out += [note, ""]
-        out += [line(HEADER), rule]
-        for _, row in rows.iterrows():
-            cells = _cells(row, " ± ")
-            out.append(line(cells[column] for column in HEADER))
+    for name, note, rows in _sections(sweep, comparison):
+        out += [f"## Model selection: {name}", ""] + ([note, ""] if note else [])
+        out += [line(HEADER), rule] + [line(cells[c] for c in HEADER) for cells in rows]
         out.append("")
     return "\n".join(out)
 
 
-_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
-                   "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                   MISSING: "--", "−": "$-$", "±": r"$\pm$"}
+_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                   "^": r"\textasciicircum{}", MISSING: "--", "−": "$-$", "±": r"$\pm$"}
 
 
 def latex_escape(text: str) -> str:
@@ -104,29 +94,21 @@ def latex_escape(text: str) -> str:
 
 def to_latex(sweep: Sweep, comparison: pd.DataFrame, reference: pd.DataFrame) -> str:
     """One booktabs ``table`` per selection method (needs ``\\usepackage{booktabs}``)."""
+    def line(cells):
+        return " & ".join(latex_escape(c) for c in cells) + r" \\"
+
     alignment = "".join("r" if numeric else "l" for numeric in COLUMNS.values())
     out = ["% DomainBed sweep report, written by hessian-dg report.",
            "% Needs \\usepackage{booktabs}."]
     out += ["% " + latex_escape(paragraph) for paragraph in _intro(sweep, reference)]
-    for selection, name in selection_names().items():
-        rows = comparison[comparison["selection"] == selection]
+    for name, note, rows in _sections(sweep, comparison):
         caption = (f"Model selection: {name}. Accuracy (%), mean ± standard error "
-                   "over trials.")
-        note = _empty_note(sweep, selection)
+                   "over trials." + (" " + note if note else ""))
         out += ["", r"\begin{table}[htbp]", r"\centering",
-                r"\caption{" + latex_escape(caption + (" " + note if note else "")) + "}",
-                r"\begin{tabular}{" + alignment + "}", r"\toprule",
-                " & ".join(latex_escape(h) for h in HEADER) + r" \\", r"\midrule"]
-        for _, row in rows.iterrows():
-            cells = _cells(row, " ± ")
+                r"\caption{" + latex_escape(caption) + "}",
+                r"\begin{tabular}{" + alignment + "}", r"\toprule", line(HEADER), r"\midrule"]
+        for cells in rows:
             cells[DIFFERENCE] = cells[DIFFERENCE].replace("-", "−")  # a math minus
-            out.append(" & ".join(latex_escape(cells[column]) for column in HEADER)
-                       + r" \\")
+            out.append(line(cells[column] for column in HEADER))
         out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
-
-
-def write_csv(comparison: pd.DataFrame, path) -> Path:
-    """``report.csv``: the comparison table as it is, one row per line."""
-    comparison.to_csv(path, index=False)
-    return Path(path)

@@ -1,4 +1,4 @@
-"""The committed sweep ``tests/fixtures/smoke_sweep`` and ``main`` run on it.
+"""The committed sweep ``tests/fixtures/smoke_sweep`` and ``hessian-dg report`` run on it.
 
 The fixture is the ``results.jsonl`` and ``done`` of each of the 36 jobs of::
 
@@ -10,7 +10,7 @@ The fixture is the ``results.jsonl`` and ``done`` of each of the 36 jobs of::
 
 Regenerate the golden Markdown (after a deliberate change of the report's format)::
 
-    python -m domainbed_patch.report --input_dir tests/fixtures/smoke_sweep \\
+    hessian-dg report --input_dir tests/fixtures/smoke_sweep \\
         --output_dir /tmp/golden --no_figures
     cp /tmp/golden/report.md tests/fixtures/smoke_sweep_report.md
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from domainbed_patch import report
+from domainbed_patch import cli
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SWEEP = FIXTURES / "smoke_sweep"
@@ -39,10 +39,10 @@ def needs_domainbed(test):
 
 
 def run_main(*argv):
-    """``main(argv)`` -> (exit status, stdout, stderr)."""
+    """``hessian-dg report ARGV`` -> (exit status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = report.main([str(a) for a in argv])
+        status = cli.main(["report", *map(str, argv)])
     return status, out.getvalue(), err.getvalue()
 
 

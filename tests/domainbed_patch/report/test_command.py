@@ -1,4 +1,4 @@
-"""``write_report`` and the command (``domainbed_patch.report``)."""
+"""``write_report`` and the command (``hessian-dg report``)."""
 import argparse
 
 from domainbed_patch import report
