@@ -6,6 +6,7 @@
     hessian-dg sweep      plan | launch | status | delete_incomplete a preset
     hessian-dg collect    DomainBed's collect_results
     hessian-dg report     tables against reference results, figures
+    hessian-dg diagnose   the paper's transfer quantities for a sweep's trained models
     hessian-dg cmnist     the paper's Colored MNIST experiments (no DomainBed needed)
 
 Each command module has ``add_parser(subparsers)``, which declares its flags and
@@ -30,10 +31,18 @@ PROG = "hessian-dg"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from domainbed_patch import doctor, domainbed_scripts, report, setup_domainbed, sweep_commands
+    from domainbed_patch import (
+        diagnose_sweep,
+        doctor,
+        domainbed_scripts,
+        report,
+        setup_domainbed,
+        sweep_commands,
+    )
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (setup_domainbed, doctor, domainbed_scripts, sweep_commands, report):
+    for module in (setup_domainbed, doctor, domainbed_scripts, sweep_commands, report,
+                   diagnose_sweep):
         module.add_parser(subparsers)
     return parser
 

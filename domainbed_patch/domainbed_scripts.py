@@ -14,6 +14,7 @@ import os
 import runpy
 import subprocess
 import sys
+from typing import Optional
 
 from domainbed_patch import locate
 from domainbed_patch.validation import UsageError
@@ -26,11 +27,13 @@ def exit_status(code) -> int:
     return code if isinstance(code, int) else 1
 
 
-def run_domainbed_script(name: str, argv, new_process: bool = False) -> int:
+def run_domainbed_script(name: str, argv, new_process: bool = False,
+                         namespace: Optional[dict] = None) -> int:
     """``python -m domainbed.scripts.<name> <argv>``; its exit status.
 
     In this process by default (exceptions other than ``SystemExit`` propagate, so
-    a caller can record them), or in a new one.
+    a caller can record them), or in a new one. ``namespace``, if given, receives
+    the script's globals when it ends normally (the trained ``algorithm``, say).
     """
     module = f"domainbed.scripts.{name}"
     if new_process:
@@ -38,7 +41,9 @@ def run_domainbed_script(name: str, argv, new_process: bool = False) -> int:
     saved = sys.argv, sys.stdout, sys.stderr
     sys.argv = [module, *argv]
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        script_globals = runpy.run_module(module, run_name="__main__", alter_sys=True)
+        if namespace is not None:
+            namespace.update(script_globals)
     except SystemExit as exit_:
         return exit_status(exit_.code)
     finally:

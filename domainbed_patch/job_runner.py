@@ -8,15 +8,23 @@ last line, so ``hessian-dg sweep status`` can tell a failed job from a running o
 killed one. A job already ``done`` is skipped; leftovers of an earlier attempt
 (a requeued or relaunched job) are cleared first, since DomainBed's train appends
 to ``results.jsonl``.
+
+``--diagnose_max_examples N``, which comes first and never reaches DomainBed's
+train (its arguments name the job's folder), asks for the transfer quantities of
+:mod:`domainbed_patch.diagnose` at the end, on the model still in memory: no
+``model.pkl`` is needed. A failure there is written to ``err.txt``; the training
+stays done.
 """
 import os
 import sys
+import time
 import traceback
 
 from domainbed_patch.domainbed_scripts import run_domainbed_script
 from domainbed_patch.jobs import ERROR_LOG, FAILED_MARKER
 
-LEFTOVERS = ("results.jsonl", FAILED_MARKER)
+DIAGNOSE_FLAG = "--diagnose_max_examples"
+LEFTOVERS = ("results.jsonl", FAILED_MARKER, "diagnostics.json")
 
 
 def _output_dir(argv):
@@ -31,8 +39,27 @@ def _write_failed(output_dir, line):
         f.write(line + "\n")
 
 
+def _diagnose(namespace: dict, output_dir: str, max_examples: int, seconds: float) -> None:
+    """Diagnostics of the trained model (an error goes to ``err.txt``, not a failure)."""
+    from domainbed_patch import diagnose
+    start = time.perf_counter()
+    try:
+        result = diagnose.diagnose_trained(
+            namespace["algorithm"], vars(namespace["args"]), namespace["hparams"],
+            max_examples=max_examples or None, device=namespace["device"])
+        result.update(checkpoint="in memory (final step)", training_seconds=seconds,
+                      seconds=time.perf_counter() - start)
+        diagnose.write_diagnostics(output_dir, result)
+    except Exception:  # noqa: BLE001 - the training is done; say why diagnostics are not
+        with open(os.path.join(output_dir, ERROR_LOG), "a") as log:
+            log.write("diagnostics failed:\n" + traceback.format_exc())
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    max_examples = None
+    if argv[:1] == [DIAGNOSE_FLAG]:
+        max_examples, argv = int(argv[1]), argv[2:]
     output_dir = _output_dir(argv)
     if os.path.exists(os.path.join(output_dir, "done")):
         print(f"{output_dir}: already done, skipped")
@@ -42,8 +69,9 @@ def main(argv=None) -> int:
         path = os.path.join(output_dir, name)
         if os.path.exists(path):
             os.remove(path)
+    namespace, start = {}, time.perf_counter()
     try:
-        code = run_domainbed_script("train", argv)
+        code = run_domainbed_script("train", argv, namespace=namespace)
     except BaseException as error:  # noqa: BLE001 - recorded, then reported by status
         text = traceback.format_exc()
         sys.stderr.write(text)
@@ -54,6 +82,8 @@ def main(argv=None) -> int:
         return 1
     if code != 0:
         _write_failed(output_dir, f"exit status {code}")
+    elif max_examples is not None:
+        _diagnose(namespace, output_dir, max_examples, time.perf_counter() - start)
     return code
 
 

@@ -34,6 +34,7 @@ class SweepJob:
 
     train_args: dict
     output_dir: Path
+    runner_flags: tuple = ()  #: for the job runner only: never part of the folder hash
 
     @property
     def state(self) -> str:
@@ -46,7 +47,7 @@ class SweepJob:
     def command(self) -> List[str]:
         """The job as an argv: DomainBed's train behind the failure-recording runner,
         its ``--key value`` flags in sorted key order."""
-        argv = [sys.executable, "-m", "domainbed_patch.job_runner"]
+        argv = [sys.executable, "-m", "domainbed_patch.job_runner", *self.runner_flags]
         for key, value in sorted(self.train_args.items()):
             argv += [f"--{key}", *map(str, value if isinstance(value, list) else [value])]
         return argv
@@ -85,7 +86,9 @@ def make_jobs(preset) -> List[SweepJob]:
         if fixed:
             a["hparams"] = json.dumps(fixed, sort_keys=True)
     jobs = [domainbed_sweep.Job(a, output_dir) for a in args_list]
-    return [SweepJob(job.train_args, Path(job.output_dir)) for job in jobs]
+    flags = (("--diagnose_max_examples", str(preset.diagnose_max_examples))
+             if preset.diagnose else ())
+    return [SweepJob(job.train_args, Path(job.output_dir), flags) for job in jobs]
 
 
 def job_hparams(job: SweepJob) -> dict:

@@ -91,6 +91,12 @@ class SweepPreset:
     protocol: str = _spec("paper", lambda v: v in PROTOCOLS, f"one of {list(PROTOCOLS)}")
     task: str = _spec("domain_generalization", lambda v: v in TASKS, f"one of {list(TASKS)}")
     data_dir: str = _spec("", lambda v: isinstance(v, str), "a path")
+    diagnose: bool = _spec(False, lambda v: isinstance(v, bool), "true or false: "
+                           "compute hessian-dg diagnose's quantities at the end of "
+                           "each job, on the model in memory")
+    diagnose_max_examples: int = _spec(2000, lambda v: _is_int(v, 0),
+                                       "an integer >= 0: examples per environment for "
+                                       "diagnose (0: all)")
     hparams: Dict[str, Any] = _spec({}, lambda v: isinstance(v, dict),
                                     "a table of hparam = value")
     launcher: Dict[str, Any] = _spec({}, lambda v: isinstance(v, dict), "a table")

@@ -10,7 +10,10 @@ A sweep folder holds one subfolder per job, each with DomainBed's
 - ``report.md``, ``report.tex``, ``report.csv``: the sweep's per-dataset averages
   (mean ± standard error over trials, computed as collect_results computes its
   "Averages" table) side by side with reference rows, and ours − reference;
-- ``accuracy.png`` and ``curves.png``.
+- ``accuracy.png`` and ``curves.png``;
+- where jobs were diagnosed (``hessian-dg diagnose``, or the sweep's in-job option),
+  a "Transfer diagnostics" section at the end of ``report.md`` and
+  ``diagnostics.png`` (:mod:`.diagnostics`).
 
 :func:`write_report` runs the parts: :mod:`.records` (the sweep folder, its
 averages), :mod:`.references` (reference CSVs, the comparison), :mod:`.rendering`
@@ -36,6 +39,11 @@ from typing import Sequence
 
 from domainbed_patch.locate import DomainBedNotFoundError
 from domainbed_patch.report import records, rendering
+from domainbed_patch.report.diagnostics import (
+    diagnostics_markdown,
+    load_diagnostics,
+    plot_diagnostics,
+)
 from domainbed_patch.report.references import REFERENCE_COLUMNS, compare, load_references
 
 PROG = "hessian-dg report"
@@ -49,15 +57,19 @@ def write_report(input_dir, output_dir=None, references: Sequence = (),
     :class:`~.records.Sweep` and the paths written."""
     input_dir = Path(input_dir)
     output_dir = Path(output_dir) if output_dir is not None else input_dir / "report"
-    sweep = records.load_sweep(input_dir, exclude=[output_dir])
+    sweep = records.load_sweep(input_dir, exclude=[output_dir, input_dir / "diagnose_logs"])
     reference = load_references(references, packaged=packaged_reference)
     averages = records.sweep_averages(sweep.records)
     datasets = records.domainbed_order("datasets", sweep.records.select("args.dataset"))
     comparison = compare(averages, reference, datasets)
 
+    diagnosed = load_diagnostics(input_dir)
+    markdown = rendering.to_markdown(sweep, comparison, reference)
+    if not diagnosed.empty:
+        markdown += "\n" + diagnostics_markdown(diagnosed)
     output_dir.mkdir(parents=True, exist_ok=True)
     texts = {"collect_results.txt": records.collect_results_text(sweep.records),
-             "report.md": rendering.to_markdown(sweep, comparison, reference),
+             "report.md": markdown,
              "report.tex": rendering.to_latex(sweep, comparison, reference),
              "report.csv": comparison.to_csv(index=False)}
     for name, text in texts.items():
@@ -71,6 +83,8 @@ def write_report(input_dir, output_dir=None, references: Sequence = (),
                                    records.selection_names(), datasets, algorithms))
         files.append(plot_curves(list(sweep.records), output_dir / "curves.png",
                                  datasets, algorithms))
+        if not diagnosed.empty:
+            files.append(plot_diagnostics(diagnosed, output_dir / "diagnostics.png"))
     return sweep, files
 
 

@@ -1,0 +1,159 @@
+"""``hessian-dg diagnose``: every finished job of a sweep, diagnosed as jobs of their own.
+
+Each job of the sweep folder with a ``done`` file becomes a diagnose job, run by the
+preset's launcher (local, local_parallel, Slurm or submitit; ``--command_launcher``
+overrides): ``python -m domainbed_patch.diagnose_sweep --job_dir DIR ...`` writes
+that job's ``diagnostics.json`` (:mod:`domainbed_patch.diagnose`). Jobs already
+diagnosed are skipped, and a killed diagnose job leaves no file, so a relaunch
+finishes the rest. Jobs that cannot be diagnosed (no ``model.pkl``, an algorithm
+DomainBed does not define, one that does not predict with
+``classifier(featurizer(x))``) are named with the reason; their notes, and the
+errors of failed diagnose jobs, go to ``<sweep>/diagnose_logs/``, never into a
+job's folder. The table and figure of :mod:`domainbed_patch.report.diagnostics`
+close the run (``hessian-dg report`` shows them too).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from domainbed_patch import diagnose, launchers, locate, presets, validation
+from domainbed_patch.jobs import DONE, FAILED, NOT_LAUNCHED
+
+LOG_DIR = "diagnose_logs"
+SKIPPED = "skipped"
+
+
+@dataclass
+class DiagnoseJob:
+    """Diagnosing one finished training job; states as the launchers know them."""
+
+    job_dir: Path
+    data_dir: str
+    max_examples: int  #: 0: every example
+    log_dir: Path
+
+    @property
+    def _note(self) -> Path:
+        return self.log_dir / self.job_dir.name
+
+    @property
+    def state(self) -> str:
+        if (self.job_dir / diagnose.DIAGNOSTICS_FILE).exists():
+            return DONE
+        for state in (SKIPPED, FAILED):
+            if self._note.with_suffix(f".{state}").exists():
+                return state
+        return NOT_LAUNCHED
+
+    def note(self) -> str:
+        for state in (SKIPPED, FAILED):
+            path = self._note.with_suffix(f".{state}")
+            if path.exists():
+                return path.read_text().strip().splitlines()[-1]
+        return ""
+
+    def command(self) -> List[str]:
+        return [sys.executable, "-m", "domainbed_patch.diagnose_sweep", "--job_dir",
+                str(self.job_dir), "--data_dir", self.data_dir, "--max_examples",
+                str(self.max_examples), "--log_dir", str(self.log_dir)]
+
+
+def finished_jobs(input_dir: Path) -> List[Path]:
+    """The job folders of a sweep that hold a ``done`` file."""
+    return sorted(p.parent for p in input_dir.glob("*/done"))
+
+
+def _precheck(job_dir: Path, data_dir: str) -> Optional[str]:
+    """Why a job cannot be diagnosed, when that shows without loading it; checks
+    that its dataset is there (the doctor's message otherwise)."""
+    lines = (job_dir / "results.jsonl").read_text().splitlines()
+    args = json.loads(lines[-1])["args"] if lines else {}
+    from domainbed import algorithms
+    if args.get("algorithm") not in algorithms.ALGORITHMS:
+        return f"unknown algorithm {args.get('algorithm')!r}: DomainBed here does not define it"
+    if not (job_dir / "model.pkl").exists():
+        return ("no model.pkl (trained with --skip_model_save?); diagnose it in the job "
+                "instead: sweep preset field diagnose = true")
+    validation.check_data_dir(args["dataset"], data_dir or args.get("data_dir"))
+    return None
+
+
+def run_one(argv=None) -> int:
+    """The body of one diagnose job."""
+    parser = argparse.ArgumentParser(prog="python -m domainbed_patch.diagnose_sweep")
+    for flag in ("--job_dir", "--data_dir", "--log_dir"):
+        parser.add_argument(flag, required=True)
+    parser.add_argument("--max_examples", type=int, required=True)
+    args = parser.parse_args(argv)
+    note = Path(args.log_dir) / Path(args.job_dir).name
+    Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        diagnose.diagnose_job(args.job_dir, args.data_dir or None, args.max_examples or None)
+    except diagnose.SkipJob as reason:
+        note.with_suffix(f".{SKIPPED}").write_text(f"{reason}\n")
+        return 0
+    except Exception:  # noqa: BLE001 - recorded for the summary, then reported
+        note.with_suffix(f".{FAILED}").write_text(traceback.format_exc())
+        return 1
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "diagnose", help="the paper's transfer quantities for a sweep's trained models",
+        description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input_dir", required=True, help="a DomainBed sweep folder")
+    parser.add_argument("--data_dir", default="", help="default: each job's own")
+    parser.add_argument("--max_examples", type=int, default=diagnose.DEFAULT_MAX_EXAMPLES,
+                        help="examples per environment, the same for every algorithm "
+                        "(0: all; Frobenius distances cost O(N^2))")
+    parser.add_argument("--preset", default=presets.DEFAULT_PRESET,
+                        help="whose [launcher] runs the diagnose jobs (default: smoke)")
+    parser.add_argument("--command_launcher", help="launcher name (overrides the preset's)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    input_dir = Path(args.input_dir)
+    if not input_dir.is_dir():
+        raise validation.UsageError(f"--input_dir {args.input_dir!r} is not a folder")
+    locate.ensure_domainbed_importable()
+    settings = dict(presets.load_preset(args.preset).launcher)
+    name = args.command_launcher or settings.get("name", "local")
+    launch = launchers.get_launcher(name)
+    log_dir = input_dir / LOG_DIR
+    jobs = [DiagnoseJob(d, args.data_dir, args.max_examples, log_dir)
+            for d in finished_jobs(input_dir)]
+    todo = []
+    for job in jobs:
+        if job.state != NOT_LAUNCHED:
+            continue
+        reason = _precheck(job.job_dir, args.data_dir)
+        if reason is None:
+            todo.append(job)
+        else:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            job._note.with_suffix(f".{SKIPPED}").write_text(reason + "\n")
+    print(f"{len(jobs)} finished jobs; launching {len(todo)} diagnose jobs with {name}.")
+    if todo:
+        launch(todo, settings, log_dir / "launcher")
+    for job in jobs:
+        if job.state in (SKIPPED, FAILED):
+            print(f"{job.state}: {job.job_dir.name}: {job.note()}")
+    if name not in launchers.BLOCKING:
+        return 0
+    from domainbed_patch.report import diagnostics
+    frame = diagnostics.load_diagnostics(input_dir)
+    if not frame.empty:
+        print(diagnostics.diagnostics_markdown(frame))
+    return 1 if any(job.state == FAILED for job in jobs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_one())
