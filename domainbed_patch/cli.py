@@ -31,6 +31,7 @@ PROG = "hessian-dg"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from colored_mnist import cli as cmnist
     from domainbed_patch import (
         diagnose_sweep,
         doctor,
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (setup_domainbed, doctor, domainbed_scripts, sweep_commands, report,
-                   diagnose_sweep):
+                   diagnose_sweep, cmnist):
         module.add_parser(subparsers)
     return parser
 

@@ -5,6 +5,7 @@ import pkgutil
 
 import pytest
 
+import colored_mnist
 import domainbed_patch
 import hessian_dg
 
@@ -14,7 +15,7 @@ NEEDS_DOMAINBED = {"domainbed_patch.algorithms"}
 
 
 def _modules():
-    for package in (hessian_dg, domainbed_patch):
+    for package in (hessian_dg, domainbed_patch, colored_mnist):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             if info.name not in NEEDS_DOMAINBED and not info.name.endswith("__main__"):
                 yield info.name

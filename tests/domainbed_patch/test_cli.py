@@ -89,7 +89,7 @@ def test_bad_presets_are_refused_without_domainbed(argv, needles, capsys, tmp_pa
 
 
 @pytest.mark.parametrize("command", ["setup", "doctor", "train", "sweep", "collect",
-                                     "report"])
+                                     "report", "diagnose", "cmnist"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])

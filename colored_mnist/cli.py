@@ -1,0 +1,208 @@
+"""The ``cmnist`` command: Colored MNIST with every algorithm side by side.
+
+    hessian-dg cmnist --algorithms ERM IRM VREx Fishr HGP Hutchinson HutchinsonExact \\
+        --setting correlation_shift --dataset mnist --output_dir cmnist_results
+
+(also ``python -m colored_mnist ...`` with the same flags). Every flag of the
+authors' scripts is here with their default; ``--restarts`` is their
+``--n_restarts``. Restarts already saved under ``--output_dir`` are skipped, the
+others run in ``--workers`` processes; the report (``results.md``, ``results.csv``,
+``curves.png`` under ``<output_dir>/<setting>/``) is rewritten at the end.
+
+Bad input stops before any job with one line naming the bad value and the valid
+ones, exit status 2; a failed restart gives exit status 1 after the others ran.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+from typing import List, Optional
+
+from colored_mnist import sources
+from colored_mnist.data import SETTINGS, VAL_SIZE
+from colored_mnist.errors import CmnistError, UsageError
+from colored_mnist.penalties import ALGORITHMS, canonical_name
+from colored_mnist.train import TrainConfig
+
+PROG = "hessian-dg cmnist"
+DESCRIPTION = ("Colored MNIST as Hemati et al. (ICCV 2023) ran it: ERM, IRM, VREx, Fishr, "
+               "HGP, Hutchinson and HutchinsonExact side by side, restarts saved as they "
+               "finish and skipped when rerun.")
+_DEFAULTS = TrainConfig()
+
+
+def _one_line_error(parser: argparse.ArgumentParser, message: str) -> None:
+    parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every flag of the command on ``parser``; its errors become one line."""
+    parser.error = types.MethodType(_one_line_error, parser)
+    add = parser.add_argument
+    add("--algorithms", nargs="+", default=list(ALGORITHMS), metavar="NAME",
+        help=f"any of {', '.join(ALGORITHMS)} (default: all)")
+    add("--setting", default="correlation_shift",
+        help=f"{' or '.join(SETTINGS)} (default: %(default)s)")
+    add("--dataset", default="mnist", help=f"{', '.join(sources.DATASETS)} (default: "
+        "%(default)s; fashion_mnist reads /usr/share/datasets/fashion-mnist by default)")
+    add("--data_dir", default=None, help="mnist: torchvision root (default "
+        "~/datasets/mnist); fashion_mnist / idx: folder of IDX files")
+    add("--output_dir", default="cmnist_results", help="default: %(default)s")
+    add("--restarts", "--n_restarts", dest="restarts", type=int, default=10)
+    add("--steps", type=int, default=_DEFAULTS.steps)
+    add("--train_size", type=int, default=None,
+        help="keep the first N of the 50,000 shuffled training images (default: all)")
+    add("--val_size", type=int, default=VAL_SIZE,
+        help="the last N images of the training file are the test pool")
+    add("--workers", type=int, default=None, help="processes (default: min(cores, jobs))")
+    add("--threads", type=int, default=None,
+        help="torch threads per worker (default: max(1, cores // workers))")
+    add("--seed", type=int, default=0)
+    add("--device", default="cpu", help="cpu or cuda[:N] (default: %(default)s)")
+    add("--label_flipping_prob", type=float, default=_DEFAULTS.label_flipping_prob)
+    add("--hidden_dim", type=int, default=_DEFAULTS.hidden_dim)
+    add("--l2_regularizer_weight", type=float, default=_DEFAULTS.l2_regularizer_weight)
+    add("--lr", type=float, default=_DEFAULTS.lr)
+    add("--penalty_anneal_iters", type=int, default=_DEFAULTS.penalty_anneal_iters)
+    add("--penalty_weight", type=float, default=_DEFAULTS.penalty_weight)
+    add("--grayscale_model", action="store_true")
+    add("--hutchinson_samples", type=int, default=None,
+        help="probes per quantity (default: 150 correlation shift, 200 label shift)")
+    add("--log_every", type=int, default=_DEFAULTS.log_every)
+    add("--report_only", action="store_true", help="rewrite the report, train nothing")
+    add("--no_report", action="store_true", help="train, write no report")
+    return parser
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """The ``cmnist`` sub-command on an ``add_subparsers()`` object."""
+    parser = subparsers.add_parser(
+        "cmnist", help="Colored MNIST: ERM, IRM, VREx, Fishr, HGP, Hutchinson side by side",
+        description=DESCRIPTION)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _check(args) -> List[str]:
+    """Validate ``args``; the canonical algorithm names."""
+    names = []
+    for name in args.algorithms:
+        canonical = canonical_name(name)
+        if canonical is None:
+            raise UsageError(f"unknown algorithm {name!r}; valid algorithms: "
+                             f"{', '.join(ALGORITHMS)}")
+        if canonical not in names:
+            names.append(canonical)
+    if args.setting not in SETTINGS:
+        raise UsageError(f"unknown setting {args.setting!r}; valid settings: "
+                         f"{', '.join(SETTINGS)}")
+    if args.dataset not in sources.DATASETS:
+        raise UsageError(f"unknown dataset {args.dataset!r}; valid datasets: "
+                         f"{', '.join(sources.DATASETS)}")
+    if args.dataset == "idx" and not args.data_dir:
+        raise UsageError("--dataset idx needs --data_dir, a folder with "
+                         f"{sources.IMAGES}[.gz] and {sources.LABELS}[.gz]")
+    _check_device(args.device)
+    minimum = {"restarts": 1, "steps": 1, "hidden_dim": 1, "log_every": 1, "workers": 1,
+               "threads": 1, "hutchinson_samples": 1, "train_size": 2, "val_size": 1,
+               "penalty_anneal_iters": 0, "seed": 0}
+    for key, low in minimum.items():
+        value = getattr(args, key)
+        if value is not None and value < low:
+            raise UsageError(f"--{key} {value}: must be an integer >= {low}")
+    for key in ("label_flipping_prob",):
+        if not 0.0 <= getattr(args, key) <= 1.0:
+            raise UsageError(f"--{key} {getattr(args, key)}: must be in [0, 1]")
+    for key in ("lr", "penalty_weight"):
+        if not getattr(args, key) > 0:
+            raise UsageError(f"--{key} {getattr(args, key)}: must be > 0")
+    if args.l2_regularizer_weight < 0:
+        raise UsageError(f"--l2_regularizer_weight {args.l2_regularizer_weight}: must be >= 0")
+    return names
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UsageError(f"unknown --device {name!r}; valid devices: cpu, cuda, cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device here; valid devices: cpu")
+
+
+def _config(args) -> TrainConfig:
+    return TrainConfig(
+        setting=args.setting, hidden_dim=args.hidden_dim,
+        l2_regularizer_weight=args.l2_regularizer_weight, lr=args.lr,
+        penalty_anneal_iters=args.penalty_anneal_iters, penalty_weight=args.penalty_weight,
+        steps=args.steps, label_flipping_prob=args.label_flipping_prob,
+        grayscale_model=args.grayscale_model, hutchinson_samples=args.hutchinson_samples,
+        log_every=args.log_every)
+
+
+def _execute(args) -> int:
+    from colored_mnist import report, runner
+
+    algorithms = _check(args)
+    spec = runner.RunSpec(args.dataset, args.data_dir, args.output_dir, _config(args),
+                          args.seed, args.train_size, args.val_size, args.device)
+    caption = (f"Colored {'Fashion-' if args.dataset == 'fashion_mnist' else ''}MNIST, "
+               f"{args.setting.replace('_', ' ')}"
+               + (f", {args.train_size} training images" if args.train_size else ""))
+    failed = 0
+    if not args.report_only:
+        images, _ = runner.load_data(args.dataset, args.data_dir)  # fail fast, one line
+        pool = min(50_000, len(images) - args.val_size)
+        if not 0 < args.val_size < len(images):
+            raise UsageError(f"--val_size {args.val_size}: must be below the "
+                             f"{len(images)} images of the training file")
+        if args.train_size is not None and args.train_size > pool:
+            raise UsageError(f"--train_size {args.train_size}: at most {pool} here")
+        done, pending = runner.plan(spec, algorithms, args.restarts)
+        cores = runner.available_cores()
+        workers = args.workers or max(1, min(cores, len(pending)))
+        threads = args.threads or max(1, cores // workers)
+        print(f"{len(done)} restarts already saved, {len(pending)} to run with {workers} "
+              f"worker(s) x {threads} thread(s)", file=sys.stderr)
+        results = runner.run_jobs(spec, pending, workers, threads)
+        failed = sum("error" in r for r in results.values())
+    if not args.no_report:
+        written = report.write_report(args.output_dir, args.setting, caption)
+        if written is None:
+            print(f"no saved restarts under {args.output_dir}/{args.setting}: no report",
+                  file=sys.stderr)
+        else:
+            print(written["table"])
+            print("written: " + ", ".join(written["paths"].values()), file=sys.stderr)
+    if failed:
+        print(f"{failed} restart(s) failed; rerun the same command to retry them",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args, prog: str = PROG) -> int:
+    """Run the parsed command; bad input or data: one line on stderr, status 2."""
+    try:
+        return _execute(args)
+    except CmnistError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser(prog: str = "python -m colored_mnist") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    return add_arguments(parser)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m colored_mnist [flags]``."""
+    prog = "python -m colored_mnist"
+    args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
+    return run(args, prog)

@@ -1,0 +1,229 @@
+"""Algorithms x restarts, in parallel processes, each restart saved as it finishes.
+
+A job is one (algorithm, restart). Its result is written at once, atomically, to
+
+    <output_dir>/<setting>/<algorithm>/restart_<r>.json
+
+together with the settings it depends on (:func:`job_identity`). A later run over
+the same ``output_dir`` skips every job whose file holds the same settings, so a
+killed run resumes with the missing restarts only; a file made with *other*
+settings stops the run with one line rather than mixing results. A job that
+raises is reported (its traceback goes to ``restart_<r>.error.txt`` beside) and
+the others go on; jobs caught in a worker process that died are tried once more
+in a fresh pool.
+
+Workers are spawned processes (``--workers``, default ``min(cores, jobs)``), each
+with ``--threads`` torch threads (default ``max(1, cores // workers)``); with one
+worker the jobs run in this process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from functools import lru_cache
+from multiprocessing import get_context
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from colored_mnist import sources
+from colored_mnist.errors import UsageError
+from colored_mnist.penalties import ALGORITHMS
+from colored_mnist.train import TrainConfig, restart_seed, train_restart
+
+
+@dataclass
+class RunSpec:
+    """Everything a job needs, picklable for the worker processes."""
+
+    dataset: str
+    data_dir: Optional[str]
+    output_dir: str
+    config: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    train_size: Optional[int] = None
+    val_size: int = 10_000
+    device: str = "cpu"
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def result_path(output_dir: str, setting: str, algorithm: str, restart: int) -> str:
+    return os.path.join(output_dir, setting, algorithm, f"restart_{restart}.json")
+
+
+def job_identity(spec: RunSpec, algorithm: str, restart: int) -> dict:
+    """The settings a job's result depends on; a saved one is reused only if equal."""
+    config = spec.config.to_dict()
+    if ALGORITHMS[algorithm].uses_probes:
+        config["hutchinson_samples"] = spec.config.probes()
+    else:
+        config.pop("hutchinson_samples")
+    return {"algorithm": algorithm, "restart": restart, "base_seed": spec.seed,
+            "seed": restart_seed(spec.seed, restart), "dataset": spec.dataset,
+            "train_size": spec.train_size, "val_size": spec.val_size, "config": config}
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def write_json_atomic(path: str, payload: dict) -> None:
+    """Write to a temporary file, then rename: a killed writer leaves no half file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.tmp{os.getpid()}"
+    with open(temporary, "w") as handle:
+        json.dump(payload, handle, indent=1)
+    os.replace(temporary, path)
+
+
+def plan(spec: RunSpec, algorithms: List[str], restarts: int
+         ) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:
+    """``(done, pending)`` jobs; UsageError on a saved result of other settings."""
+    done, pending = [], []
+    for restart in range(restarts):  # restart-major: partial runs cover every algorithm
+        for algorithm in algorithms:
+            path = result_path(spec.output_dir, spec.config.setting, algorithm, restart)
+            saved = _read_json(path) if os.path.exists(path) else None
+            if saved is None or "identity" not in saved:
+                pending.append((algorithm, restart))
+                continue
+            wanted = job_identity(spec, algorithm, restart)
+            if saved["identity"] != wanted:
+                differ = _differences(saved["identity"], wanted)
+                raise UsageError(f"{path} was made with other settings ({differ}); use "
+                                 "another --output_dir or delete the old results")
+            done.append((algorithm, restart))
+    return done, pending
+
+
+def _differences(old: dict, new: dict) -> str:
+    flat_old = {**old.get("config", {}), **{k: v for k, v in old.items() if k != "config"}}
+    flat_new = {**new["config"], **{k: v for k, v in new.items() if k != "config"}}
+    keys = sorted(set(flat_old) | set(flat_new))
+    return ", ".join(f"{k}: {flat_old.get(k)!r} there, {flat_new.get(k)!r} now"
+                     for k in keys if flat_old.get(k) != flat_new.get(k))
+
+
+@lru_cache(maxsize=2)
+def load_data(dataset: str, data_dir: Optional[str]):
+    """The dataset's training split, read once per process."""
+    return sources.load(dataset, data_dir)
+
+
+def run_job(spec: RunSpec, algorithm: str, restart: int, threads: int) -> dict:
+    """Train one restart and save it; returns its result, or the failure as a dict."""
+    path = result_path(spec.output_dir, spec.config.setting, algorithm, restart)
+    error_path = path[:-len(".json")] + ".error.txt"
+    try:
+        torch.set_num_threads(threads)
+        images, classes = load_data(spec.dataset, spec.data_dir)
+        identity = job_identity(spec, algorithm, restart)
+        result = train_restart(images, classes, algorithm, spec.config, identity["seed"],
+                               spec.val_size, spec.train_size, spec.device)
+        result.update({"restart": restart, "setting": spec.config.setting,
+                       "identity": identity, "torch": torch.__version__})
+        write_json_atomic(path, result)
+        if os.path.exists(error_path):
+            os.remove(error_path)
+        return result
+    except Exception as error:  # noqa: BLE001 - one failed restart must not stop the others
+        text = traceback.format_exc()
+        try:
+            os.makedirs(os.path.dirname(error_path), exist_ok=True)
+            with open(error_path, "w") as handle:
+                handle.write(text)
+        except OSError:
+            pass
+        return {"algorithm": algorithm, "restart": restart,
+                "error": f"{type(error).__name__}: {error}", "error_file": error_path}
+
+
+def describe(result: dict) -> str:
+    """One line for a finished job."""
+    head = f"{result['algorithm']} restart {result['restart']}"
+    if "error" in result:
+        return f"{head}: FAILED ({result['error']}; see {result['error_file']})"
+    final = result["final"]
+    return (f"{head}: train {100 * final['train_acc']:.1f}  test "
+            f"{100 * final['test_acc']:.1f}  gray {100 * final['gray_test_acc']:.1f}  "
+            f"({result['seconds']:.0f} s, {result['threads']} threads)")
+
+
+class Progress:
+    """A tqdm bar on a terminal; otherwise one plain line per finished job."""
+
+    def __init__(self, total: int, stream=None):
+        self.stream = stream or sys.stderr
+        self.bar = None
+        if self.stream.isatty():
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, unit="restart", file=self.stream)
+            except ImportError:
+                pass
+        self.count, self.total = 0, total
+
+    def finished(self, line: str) -> None:
+        self.count += 1
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+            self.bar.update(1)
+        else:
+            print(f"[{self.count}/{self.total}] {line}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_jobs(spec: RunSpec, jobs: List[Tuple[str, int]], workers: int,
+             threads: int, progress: Optional[Progress] = None) -> Dict[tuple, dict]:
+    """Run ``jobs``; every result (or failure) by job."""
+    progress = progress or Progress(len(jobs))
+    results: Dict[tuple, dict] = {}
+
+    def record(job, result):
+        results[job] = result
+        progress.finished(describe(result))
+
+    try:
+        if workers <= 1:
+            for job in jobs:
+                record(job, run_job(spec, *job, threads))
+            return results
+        remaining = list(jobs)
+        for attempt in range(2):
+            if not remaining:
+                break
+            with ProcessPoolExecutor(max_workers=min(workers, len(remaining)),
+                                     mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(run_job, spec, *job, threads): job
+                           for job in remaining}
+                for future in as_completed(futures):
+                    job = futures[future]
+                    try:
+                        record(job, future.result())
+                    except BrokenProcessPool:
+                        if attempt == 1:
+                            record(job, {"algorithm": job[0], "restart": job[1],
+                                         "error": "its worker process died (killed, or "
+                                         "out of memory?)", "error_file": "-"})
+            remaining = [job for job in remaining if job not in results]
+        return results
+    finally:
+        progress.close()

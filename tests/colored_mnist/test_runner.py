@@ -1,0 +1,165 @@
+"""Runs, resumes and reports: each restart saved as it finishes, missing ones only
+rerun, a failed restart never loses the others."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from colored_mnist import cli, report, runner
+from colored_mnist.train import TrainConfig, train_restart
+from tests.colored_mnist.conftest import VAL
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_flags(folder, output_dir, *extra):
+    return ["--dataset", "idx", "--data_dir", folder, "--output_dir", str(output_dir),
+            "--val_size", str(VAL), "--train_size", "200", "--hidden_dim", "8",
+            "--steps", "4", "--log_every", "2", "--penalty_anneal_iters", "2",
+            "--hutchinson_samples", "3", *extra]
+
+
+def saved(output_dir, setting="correlation_shift"):
+    folder = os.path.join(output_dir, setting)
+    found = {}
+    algorithms = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    for algorithm in [a for a in algorithms if os.path.isdir(os.path.join(folder, a))]:
+        for name in os.listdir(os.path.join(folder, algorithm)):
+            if name.startswith("restart_") and name.endswith(".json"):
+                path = os.path.join(folder, algorithm, name)
+                found[(algorithm, name)] = os.stat(path).st_mtime_ns
+    return found
+
+
+def test_restart_is_reproducible_on_its_own(idx_folder):
+    folder, images, classes = idx_folder
+    config = TrainConfig(hidden_dim=8, steps=3, log_every=1, hutchinson_samples=3)
+    first = train_restart(images, classes, "Hutchinson", config, 17, VAL, 200)
+    again = train_restart(images, classes, "Hutchinson", config, 17, VAL, 200)
+    assert first["log"] == again["log"]
+    other = train_restart(images, classes, "Hutchinson", config, 18, VAL, 200)
+    assert other["log"] != first["log"]
+    assert [e["step"] for e in first["log"]] == [0, 1, 2]
+    assert set(first["log"][0]) == {"step", "train_nll", "train_acc", "penalty",
+                                    "test_acc", "gray_test_acc", "hessian_distance"}
+    assert first["final"]["step"] == 2
+
+
+def test_partial_run_resumes_only_missing_restarts(idx_folder, tmp_path, capsys):
+    folder = idx_folder[0]
+    out = tmp_path / "out"
+    flags = tiny_flags(folder, out, "--algorithms", "ERM", "HGP", "--restarts", "2",
+                       "--workers", "1")
+    assert cli.main(flags) == 0
+    first = saved(out)
+    assert len(first) == 4
+    # A killed run: one result missing, one half-written temporary, one corrupt file.
+    os.remove(out / "correlation_shift" / "HGP" / "restart_1.json")
+    (out / "correlation_shift" / "HGP" / "restart_1.json.tmp999").write_text("{")
+    (out / "correlation_shift" / "ERM" / "restart_0.json").write_text('{"final": ')
+    capsys.readouterr()
+    assert cli.main(flags) == 0
+    assert "2 restarts already saved, 2 to run" in capsys.readouterr().err
+    second = saved(out)
+    assert second[("ERM", "restart_1.json")] == first[("ERM", "restart_1.json")]
+    assert second[("HGP", "restart_0.json")] == first[("HGP", "restart_0.json")]
+    assert len(second) == 4
+    capsys.readouterr()
+    assert cli.main(flags) == 0  # nothing left to do
+    assert "4 restarts already saved, 0 to run" in capsys.readouterr().err
+    # The report: every algorithm, published rows beside, CSV and curves.
+    table = (out / "correlation_shift" / "results.md").read_text()
+    assert "| ERM | 2 |" in table and "86.4 ± 0.2" in table and "| HGP | 2 |" in table
+    assert (out / "correlation_shift" / "curves.png").stat().st_size > 1000
+    assert "train_acc_mean" in (out / "correlation_shift" / "results.csv").read_text()
+
+
+def test_other_settings_are_refused_not_mixed(idx_folder, tmp_path, capsys):
+    folder = idx_folder[0]
+    out = tmp_path / "out"
+    assert cli.main(tiny_flags(folder, out, "--algorithms", "VREx", "--restarts", "1",
+                               "--workers", "1")) == 0
+    capsys.readouterr()
+    code = cli.main(tiny_flags(folder, out, "--algorithms", "VREx", "--restarts", "1",
+                               "--lr", "0.01"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "other settings" in err[0] and "lr" in err[0]
+
+
+def test_a_failed_restart_never_loses_the_others(idx_folder, tmp_path, monkeypatch,
+                                                 capsys):
+    folder = idx_folder[0]
+    out = tmp_path / "out"
+    original = runner.train_restart
+
+    def sometimes_failing(images, classes, algorithm, *args):
+        if algorithm == "IRM":
+            raise RuntimeError("boom")
+        return original(images, classes, algorithm, *args)
+
+    monkeypatch.setattr(runner, "train_restart", sometimes_failing)
+    code = cli.main(tiny_flags(folder, out, "--algorithms", "IRM", "Fishr",
+                               "--restarts", "2", "--workers", "1"))
+    assert code == 1
+    assert "IRM restart 0: FAILED (RuntimeError: boom" in capsys.readouterr().err
+    assert sorted(saved(out)) == [("Fishr", "restart_0.json"), ("Fishr", "restart_1.json")]
+    assert "boom" in (out / "correlation_shift" / "IRM" / "restart_1.error.txt").read_text()
+
+
+def test_parallel_workers_and_a_killed_process_resume(idx_folder, tmp_path):
+    """Two spawned workers, killed (with the whole process group) once three
+    restarts are saved; the rerun trains the missing ones only."""
+    folder = idx_folder[0]
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    flags = tiny_flags(folder, out, "--algorithms", "ERM", "VREx", "--setting",
+                       "label_shift", "--restarts", "8")
+    log = open(tmp_path / "killed.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "colored_mnist", *flags,
+                                "--workers", "2"], env=env, stdout=log, stderr=log,
+                               start_new_session=True)
+    deadline = time.time() + 180
+    while len(saved(out, "label_shift")) < 3 and time.time() < deadline:
+        if process.poll() is not None:
+            break
+        time.sleep(0.02)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+    log.close()
+    assert "2 worker(s) x 1 thread(s)" in (tmp_path / "killed.log").read_text()
+    kept = saved(out, "label_shift")
+    assert 3 <= len(kept) < 16, "killed before the end"
+    finish = subprocess.run([sys.executable, "-m", "colored_mnist", *flags,
+                             "--workers", "1"], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert finish.returncode == 0, finish.stderr
+    assert f"{len(kept)} restarts already saved, {16 - len(kept)} to run" in finish.stderr
+    final = saved(out, "label_shift")
+    assert len(final) == 16
+    assert all(final[key] == kept[key] for key in kept)
+
+
+def test_summary_uses_the_population_std(tmp_path):
+    for restart, acc in enumerate((0.6, 0.7, 0.8)):
+        path = runner.result_path(str(tmp_path), "label_shift", "HGP", restart)
+        runner.write_json_atomic(path, {
+            "algorithm": "HGP", "restart": restart, "seconds": 2.0,
+            "final": {"train_acc": acc, "test_acc": acc / 2, "gray_test_acc": acc},
+            "log": [{"step": 0, "train_nll": 1.0, "penalty": 0.1, "test_acc": acc,
+                     "hessian_distance": 0.2}]})
+    written = report.write_report(str(tmp_path), "label_shift")
+    row = written["rows"][0]
+    assert row["restarts"] == 3
+    assert row["train_acc_mean"] == pytest.approx(70.0)
+    assert row["train_acc_std"] == pytest.approx(np.std([60, 70, 80]))
+    assert "Fishr paper" not in written["table"]  # published rows: correlation shift only
+    assert json.load(open(runner.result_path(str(tmp_path), "label_shift", "HGP", 0)))
