@@ -155,6 +155,7 @@ def diagnose_trained(algorithm, args: dict, hparams: dict, data_dir: Optional[st
     from hessian_dg.penalty import describe_head
 
     splits = environment_splits(args, hparams, data_dir)
+    was_training = algorithm.training
     algorithm.eval()
     check_head(algorithm, args["algorithm"], splits[0][0][0][None].to(device))
     classifier = algorithm.classifier
@@ -178,6 +179,7 @@ def diagnose_trained(algorithm, args: dict, hparams: dict, data_dir: Optional[st
         result = compare_domains(heads, pairs, generator, tol=tol)
     finally:
         classifier.to(original_dtype)
+        algorithm.train(was_training)
     result.update(
         algorithm=args["algorithm"], dataset=args["dataset"], test_envs=args["test_envs"],
         training_envs=training, split="in", examples=sizes, max_examples=max_examples,

@@ -5,8 +5,8 @@ preset's launcher (local, local_parallel, Slurm or submitit; ``--command_launche
 overrides): ``python -m domainbed_patch.diagnose_sweep --job_dir DIR ...`` writes
 that job's ``diagnostics.json`` (:mod:`domainbed_patch.diagnose`). Jobs already
 diagnosed are skipped, and a killed diagnose job leaves no file, so a relaunch
-finishes the rest. Jobs that cannot be diagnosed (no ``model.pkl``, an algorithm
-DomainBed does not define, one that does not predict with
+finishes the rest; failed ones are retried. Jobs that cannot be diagnosed (no
+``model.pkl``, an algorithm DomainBed does not define, one that does not predict with
 ``classifier(featurizer(x))``) are named with the reason; their notes, and the
 errors of failed diagnose jobs, go to ``<sweep>/diagnose_logs/``, never into a
 job's folder. The table and figure of :mod:`domainbed_patch.report.diagnostics`
@@ -21,6 +21,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
+
+import torch
 
 from domainbed_patch import diagnose, launchers, locate, presets, validation
 from domainbed_patch.jobs import DONE, FAILED, NOT_LAUNCHED
@@ -93,8 +95,10 @@ def run_one(argv=None) -> int:
     args = parser.parse_args(argv)
     note = Path(args.log_dir) / Path(args.job_dir).name
     Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        diagnose.diagnose_job(args.job_dir, args.data_dir or None, args.max_examples or None)
+        diagnose.diagnose_job(args.job_dir, args.data_dir or None, args.max_examples or None,
+                              device=device)
     except diagnose.SkipJob as reason:
         note.with_suffix(f".{SKIPPED}").write_text(f"{reason}\n")
         return 0
@@ -114,7 +118,11 @@ def add_parser(subparsers) -> None:
                         help="examples per environment, the same for every algorithm "
                         "(0: all; Frobenius distances cost O(N^2))")
     parser.add_argument("--preset", default=presets.DEFAULT_PRESET,
-                        help="whose [launcher] runs the diagnose jobs (default: smoke)")
+                        help="whose [launcher] runs the diagnose jobs (default: smoke; "
+                        "paper_domainbed for its Slurm array)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a preset field, e.g. "
+                        "launcher.partition=\"gpu\"")
     parser.add_argument("--command_launcher", help="launcher name (overrides the preset's)")
     parser.set_defaults(func=run)
 
@@ -124,7 +132,8 @@ def run(args) -> int:
     if not input_dir.is_dir():
         raise validation.UsageError(f"--input_dir {args.input_dir!r} is not a folder")
     locate.ensure_domainbed_importable()
-    settings = dict(presets.load_preset(args.preset).launcher)
+    overrides = presets.parse_overrides(args.overrides)
+    settings = dict(presets.load_preset(args.preset, overrides).launcher)
     name = args.command_launcher or settings.get("name", "local")
     launch = launchers.get_launcher(name)
     log_dir = input_dir / LOG_DIR
@@ -132,8 +141,9 @@ def run(args) -> int:
             for d in finished_jobs(input_dir)]
     todo = []
     for job in jobs:
-        if job.state != NOT_LAUNCHED:
+        if job.state in (DONE, SKIPPED):
             continue
+        job._note.with_suffix(f".{FAILED}").unlink(missing_ok=True)  # failed: retried
         reason = _precheck(job.job_dir, args.data_dir)
         if reason is None:
             todo.append(job)

@@ -55,6 +55,17 @@ def _diagnose(namespace: dict, output_dir: str, max_examples: int, seconds: floa
             log.write("diagnostics failed:\n" + traceback.format_exc())
 
 
+def _diagnose_saved(output_dir: str, max_examples: int) -> None:
+    """Diagnostics of a job that was done but killed before they were written: from
+    its ``model.pkl`` when there is one; otherwise say they are lost."""
+    from domainbed_patch import diagnose
+    try:
+        diagnose.diagnose_job(output_dir, max_examples=max_examples or None)
+    except Exception as error:  # noqa: BLE001 - the training is done; say why not
+        with open(os.path.join(output_dir, ERROR_LOG), "a") as log:
+            log.write(f"diagnostics not computed: {error}\n")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     max_examples = None
@@ -63,6 +74,9 @@ def main(argv=None) -> int:
     output_dir = _output_dir(argv)
     if os.path.exists(os.path.join(output_dir, "done")):
         print(f"{output_dir}: already done, skipped")
+        if max_examples is not None and \
+                not os.path.exists(os.path.join(output_dir, "diagnostics.json")):
+            _diagnose_saved(output_dir, max_examples)  # killed while diagnosing
         return 0
     os.makedirs(output_dir, exist_ok=True)
     for name in LEFTOVERS:

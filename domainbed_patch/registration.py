@@ -156,6 +156,8 @@ def unregister() -> None:
         while name in algorithms.ALGORITHMS:
             algorithms.ALGORITHMS.remove(name)
         delattr(algorithms, name)
+    LEFT_TO_DOMAINBED.clear()
+    _said.clear()
     original = getattr(registry._hparams, _ORIGINAL, None)
     if original is not None:
         registry._hparams = original

@@ -158,7 +158,7 @@ def lanczos_extreme_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor],
     """Largest ``|lambda|`` of a symmetric operator of dimension ``size``.
 
     Lanczos with full reorthogonalisation, from a random start drawn from
-    ``generator``: stops when the Ritz value changes by less than ``tol``
+    ``generator`` (a fixed one if None): stops when the Ritz value changes by less than ``tol``
     (relative) between iterations, or when the Krylov space is exhausted (then the
     value is exact up to round-off). ``exact`` reports whether it converged.
 
@@ -166,6 +166,8 @@ def lanczos_extreme_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor],
     >>> round(lanczos_extreme_eigenvalue(lambda v: m @ v, 3, m).value, 5)
     5.0
     """
+    if generator is None:  # a fixed start: never the global RNG
+        generator = torch.Generator().manual_seed(0)
     start = torch.randn(size, generator=generator, dtype=like.dtype).to(like.device)
     basis = [start / torch.linalg.vector_norm(start)]
     alphas, betas = [], []
@@ -278,8 +280,8 @@ def compare_domains(heads, pairs, generator: Optional[torch.Generator] = None,
             raise ValueError("autograd heads' Frobenius distances are estimated with "
                              "random probes: pass a torch.Generator")
         like = _flat(bases[0].gradient())
-        z = probes.rademacher((num_probes, *bases[0].shape), generator, dtype=like.dtype,
-                              device=like.device)
+        z = probes.rademacher((num_probes, *bases[0].shape), generator,
+                              dtype=like.dtype).to(like.device)
         products = [b.hvp(z).detach().reshape(num_probes, -1).double() for b in bases]
 
         def inner(i, j):

@@ -66,7 +66,8 @@ def curvature_quantity(name: str, num_probes: int = 300,
     """The quantity object of :mod:`hessian_dg.alignment` for ``name``.
 
     ``"hutchinson"`` draws ``num_probes`` fresh probes per call from
-    ``generator`` (a new one seeded from torch's global RNG if None).
+    ``generator``. Without one, a generator is made here, seeded with one draw of
+    torch's global RNG (the only use of it; pass a generator to avoid it).
     """
     if name == "hgp":
         return alignment.HessianGradientProduct()

@@ -142,3 +142,17 @@ def test_job_body_records_failures_in_the_log_folder(tmp_path):
     assert "Traceback" in (log_dir / "job.failed").read_text()
     assert sorted(p.name for p in job.iterdir()) == ["model.pkl"]
     assert Path(log_dir / "job.failed").exists()
+
+
+def test_failed_diagnose_jobs_are_retried(tmp_path, capsys):
+    job = tmp_path / "sweep" / "job"
+    job.mkdir(parents=True)
+    (job / "done").write_text("done")
+    (job / "model.pkl").write_text("not a checkpoint")
+    record = {"args": {"algorithm": "ERM", "dataset": "Debug28", "data_dir": ""}}
+    (job / "results.jsonl").write_text(json.dumps(record) + "\n")
+    argv = ["diagnose", "--input_dir", str(tmp_path / "sweep"), "--command_launcher", "local"]
+    assert cli.main(argv) == 1
+    assert "failed: job:" in capsys.readouterr().out
+    assert cli.main(argv) == 1
+    assert "launching 1 diagnose jobs" in capsys.readouterr().out

@@ -87,6 +87,7 @@ def test_names_domainbed_already_has_are_left_to_it_with_one_warning(fork_like):
     assert registry.default_hparams("Hutchinson", "PACS")["hutchinson_samples"] == 300
     registration.unregister()  # takes back what the plugin added, not the fork's
     assert algorithms.HGP is forks_hgp and "Hutchinson" not in algorithms.ALGORITHMS
+    assert registration.LEFT_TO_DOMAINBED == set()  # a later register starts afresh
     registration.register()
 
 
