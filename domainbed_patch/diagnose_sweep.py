@@ -40,25 +40,27 @@ class DiagnoseJob:
     max_examples: int  #: 0: every example
     log_dir: Path
 
-    @property
-    def _note(self) -> Path:
-        return self.log_dir / self.job_dir.name
+    def note_path(self, state: str) -> Path:
+        """Where a skipped or failed job's note lives: the log folder, never the job's."""
+        return self.log_dir / f"{self.job_dir.name}.{state}"
+
+    def write_note(self, state: str, text: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.note_path(state).write_text(text)
 
     @property
     def state(self) -> str:
         if (self.job_dir / diagnose.DIAGNOSTICS_FILE).exists():
             return DONE
-        for state in (SKIPPED, FAILED):
-            if self._note.with_suffix(f".{state}").exists():
-                return state
-        return NOT_LAUNCHED
+        return next((s for s in (SKIPPED, FAILED) if self.note_path(s).exists()),
+                    NOT_LAUNCHED)
 
     def note(self) -> str:
-        for state in (SKIPPED, FAILED):
-            path = self._note.with_suffix(f".{state}")
-            if path.exists():
-                return path.read_text().strip().splitlines()[-1]
-        return ""
+        """The last line of the note of a skipped or failed job ('' if none)."""
+        state = self.state
+        if state not in (SKIPPED, FAILED):
+            return ""
+        return self.note_path(state).read_text().strip().splitlines()[-1]
 
     def command(self) -> List[str]:
         return [sys.executable, "-m", "domainbed_patch.diagnose_sweep", "--job_dir",
@@ -93,17 +95,17 @@ def run_one(argv=None) -> int:
         parser.add_argument(flag, required=True)
     parser.add_argument("--max_examples", type=int, required=True)
     args = parser.parse_args(argv)
-    note = Path(args.log_dir) / Path(args.job_dir).name
-    Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+    job = DiagnoseJob(Path(args.job_dir), args.data_dir, args.max_examples,
+                      Path(args.log_dir))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         diagnose.diagnose_job(args.job_dir, args.data_dir or None, args.max_examples or None,
                               device=device)
     except diagnose.SkipJob as reason:
-        note.with_suffix(f".{SKIPPED}").write_text(f"{reason}\n")
+        job.write_note(SKIPPED, f"{reason}\n")
         return 0
     except Exception:  # noqa: BLE001 - recorded for the summary, then reported
-        note.with_suffix(f".{FAILED}").write_text(traceback.format_exc())
+        job.write_note(FAILED, traceback.format_exc())
         return 1
     return 0
 
@@ -143,13 +145,12 @@ def run(args) -> int:
     for job in jobs:
         if job.state in (DONE, SKIPPED):
             continue
-        job._note.with_suffix(f".{FAILED}").unlink(missing_ok=True)  # failed: retried
+        job.note_path(FAILED).unlink(missing_ok=True)  # failed: retried
         reason = _precheck(job.job_dir, args.data_dir)
         if reason is None:
             todo.append(job)
         else:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            job._note.with_suffix(f".{SKIPPED}").write_text(reason + "\n")
+            job.write_note(SKIPPED, reason + "\n")
     print(f"{len(jobs)} finished jobs; launching {len(todo)} diagnose jobs with {name}.")
     if todo:
         launch(todo, settings, log_dir / "launcher")
