@@ -156,15 +156,18 @@ def _execute(args) -> int:
                f"{args.setting.replace('_', ' ')}"
                + (f", {args.train_size} training images" if args.train_size else ""))
     failed = 0
-    if not args.report_only:
-        images, _ = runner.load_data(args.dataset, args.data_dir)  # fail fast, one line
+    done, pending = runner.plan(spec, algorithms, args.restarts)  # reads no data
+    finished = list(done)
+    if pending and not args.report_only:
+        images, classes = runner.load_data(args.dataset, args.data_dir)  # fail fast
         pool = min(50_000, len(images) - args.val_size)
         if not 0 < args.val_size < len(images):
             raise UsageError(f"--val_size {args.val_size}: must be below the "
                              f"{len(images)} images of the training file")
         if args.train_size is not None and args.train_size > pool:
             raise UsageError(f"--train_size {args.train_size}: at most {pool} here")
-        done, pending = runner.plan(spec, algorithms, args.restarts)
+        spec.data_fingerprint = sources.fingerprint(images, classes)
+        done, pending = runner.plan(spec, algorithms, args.restarts)  # data checked too
         cores = runner.available_cores()
         workers = args.workers or max(1, min(cores, len(pending)))
         threads = args.threads or max(1, cores // workers)
@@ -172,8 +175,12 @@ def _execute(args) -> int:
               f"worker(s) x {threads} thread(s)", file=sys.stderr)
         results = runner.run_jobs(spec, pending, workers, threads)
         failed = sum("error" in r for r in results.values())
+        finished = done + [job for job, r in results.items() if "error" not in r]
+    elif not args.report_only:
+        print(f"{len(done)} restarts already saved, 0 to run", file=sys.stderr)
     if not args.no_report:
-        written = report.write_report(args.output_dir, args.setting, caption)
+        written = report.write_report(args.output_dir, args.setting, caption,
+                                      jobs=finished)
         if written is None:
             print(f"no saved restarts under {args.output_dir}/{args.setting}: no report",
                   file=sys.stderr)

@@ -17,7 +17,7 @@ import csv
 import glob
 import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -36,10 +36,20 @@ CURVES = (("train_nll", "train nll", False), ("penalty", "penalty (raw)", True),
           ("hessian_distance", "||H_0 - H_1||_F", True))
 
 
-def load_results(output_dir: str, setting: str) -> Dict[str, List[dict]]:
-    """Saved restarts by algorithm, in registry order, restarts in order."""
+def load_results(output_dir: str, setting: str,
+                 jobs: Optional[Iterable[Tuple[str, int]]] = None) -> Dict[str, List[dict]]:
+    """Saved restarts by algorithm, in registry order, restarts in order.
+
+    ``jobs``: the ``(algorithm, restart)`` pairs of the run being reported (its
+    plan has checked their identity); None reads every restart file of the setting.
+    """
     found: Dict[str, List[dict]] = {}
-    for path in glob.glob(os.path.join(output_dir, setting, "*", "restart_*.json")):
+    if jobs is None:
+        paths = glob.glob(os.path.join(output_dir, setting, "*", "restart_*.json"))
+    else:
+        paths = [os.path.join(output_dir, setting, algorithm, f"restart_{restart}.json")
+                 for algorithm, restart in jobs]
+    for path in paths:
         try:
             with open(path) as handle:
                 result = json.load(handle)
@@ -137,9 +147,13 @@ def plot_curves(results: Dict[str, List[dict]], path: str, title: str = "") -> N
     plt.close(figure)
 
 
-def write_report(output_dir: str, setting: str, caption: str = "") -> Optional[dict]:
-    """Write results.md, results.csv and curves.png; None if nothing is saved yet."""
-    results = load_results(output_dir, setting)
+def write_report(output_dir: str, setting: str, caption: str = "",
+                 jobs: Optional[Iterable[Tuple[str, int]]] = None) -> Optional[dict]:
+    """Write results.md, results.csv and curves.png; None if nothing is saved yet.
+
+    ``jobs`` as for :func:`load_results`: the restarts of the run being reported.
+    """
+    results = load_results(output_dir, setting, jobs)
     if not results:
         return None
     folder = os.path.join(output_dir, setting)

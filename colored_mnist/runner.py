@@ -4,10 +4,14 @@ A job is one (algorithm, restart). Its result is written at once, atomically, to
 
     <output_dir>/<setting>/<algorithm>/restart_<r>.json
 
-together with the settings it depends on (:func:`job_identity`). A later run over
-the same ``output_dir`` skips every job whose file holds the same settings, so a
-killed run resumes with the missing restarts only; a file made with *other*
-settings stops the run with one line rather than mixing results. A job that
+together with its identity (:func:`job_identity`: the settings, the seeds and
+seeding scheme, and the fingerprint of the data it trained on) and its
+provenance (software versions, device). A later run over the same ``output_dir``,
+on this machine or another, skips every job whose file holds the same identity,
+so a killed run resumes with the missing restarts only; a file of *another*
+identity stops the run with one line rather than mixing results. Planning reads
+no data: the data's fingerprint is checked once data is loaded for the jobs still
+to run (a run with nothing left to train needs no data at all). A job that
 raises is reported (its traceback goes to ``restart_<r>.error.txt`` beside) and
 the others go on; jobs caught in a worker process that died are tried once more
 in a fresh pool.
@@ -34,7 +38,7 @@ import torch
 from colored_mnist import sources
 from colored_mnist.errors import UsageError
 from colored_mnist.penalties import ALGORITHMS
-from colored_mnist.train import TrainConfig, restart_seed, train_restart
+from colored_mnist.train import SEEDING, RestartSeeds, TrainConfig, train_restart
 
 
 @dataclass
@@ -49,6 +53,8 @@ class RunSpec:
     train_size: Optional[int] = None
     val_size: int = 10_000
     device: str = "cpu"
+    #: :func:`colored_mnist.sources.fingerprint` of the data, once it is loaded.
+    data_fingerprint: Optional[str] = None
 
 
 def available_cores() -> int:
@@ -63,15 +69,58 @@ def result_path(output_dir: str, setting: str, algorithm: str, restart: int) -> 
 
 
 def job_identity(spec: RunSpec, algorithm: str, restart: int) -> dict:
-    """The settings a job's result depends on; a saved one is reused only if equal."""
+    """What a job's result depends on; a saved one is reused only if equal.
+
+    The settings, the data and probe seeds with the seeding scheme's name
+    (:data:`colored_mnist.train.SEEDING`), and, once known, the data's fingerprint
+    (key ``data``). Software versions and the device are provenance, not identity:
+    a restart made on another machine is reused.
+    """
     config = spec.config.to_dict()
+    seeds = RestartSeeds.of(spec.seed, restart)
+    identity = {"algorithm": algorithm, "restart": restart, "base_seed": spec.seed,
+                "seeding": SEEDING, "seed": seeds.data, "dataset": spec.dataset,
+                "train_size": spec.train_size, "val_size": spec.val_size}
     if ALGORITHMS[algorithm].uses_probes:
         config["hutchinson_samples"] = spec.config.probes()
+        identity["probe_seed"] = seeds.probes
     else:
         config.pop("hutchinson_samples")
-    return {"algorithm": algorithm, "restart": restart, "base_seed": spec.seed,
-            "seed": restart_seed(spec.seed, restart), "dataset": spec.dataset,
-            "train_size": spec.train_size, "val_size": spec.val_size, "config": config}
+    identity["config"] = config
+    if spec.data_fingerprint is not None:
+        identity["data"] = spec.data_fingerprint
+    return identity
+
+
+def provenance(device: str) -> dict:
+    """What made a result: versions of the software, the device's name."""
+    import platform
+
+    import numpy
+
+    from hessian_dg import __version__
+
+    name = platform.processor() or platform.machine()
+    if device.startswith("cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(torch.device(device))
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "hessian_dg": __version__,
+            "hessian_dg_commit": _git_commit(), "device": device, "device_name": name,
+            "cuda": torch.version.cuda if device.startswith("cuda") else None}
+
+
+@lru_cache(maxsize=1)
+def _git_commit() -> Optional[str]:
+    """The project's git commit, when it runs from a checkout; else None."""
+    import subprocess
+
+    folder = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _read_json(path: str) -> Optional[dict]:
@@ -93,7 +142,10 @@ def write_json_atomic(path: str, payload: dict) -> None:
 
 def plan(spec: RunSpec, algorithms: List[str], restarts: int
          ) -> Tuple[List[Tuple[str, int]], List[Tuple[str, int]]]:
-    """``(done, pending)`` jobs; UsageError on a saved result of other settings."""
+    """``(done, pending)`` jobs; UsageError on a saved result of another identity.
+
+    Without ``spec.data_fingerprint`` the saved data fingerprints are not compared.
+    """
     done, pending = [], []
     for restart in range(restarts):  # restart-major: partial runs cover every algorithm
         for algorithm in algorithms:
@@ -103,8 +155,11 @@ def plan(spec: RunSpec, algorithms: List[str], restarts: int
                 pending.append((algorithm, restart))
                 continue
             wanted = job_identity(spec, algorithm, restart)
-            if saved["identity"] != wanted:
-                differ = _differences(saved["identity"], wanted)
+            found = dict(saved["identity"])
+            if "data" not in wanted:
+                found.pop("data", None)
+            if found != wanted:
+                differ = _differences(found, wanted)
                 raise UsageError(f"{path} was made with other settings ({differ}); use "
                                  "another --output_dir or delete the old results")
             done.append((algorithm, restart))
@@ -132,11 +187,14 @@ def run_job(spec: RunSpec, algorithm: str, restart: int, threads: int) -> dict:
     try:
         torch.set_num_threads(threads)
         images, classes = load_data(spec.dataset, spec.data_dir)
+        if spec.data_fingerprint is None:
+            spec.data_fingerprint = sources.fingerprint(images, classes)
         identity = job_identity(spec, algorithm, restart)
-        result = train_restart(images, classes, algorithm, spec.config, identity["seed"],
-                               spec.val_size, spec.train_size, spec.device)
+        result = train_restart(images, classes, algorithm, spec.config,
+                               RestartSeeds.of(spec.seed, restart), spec.val_size,
+                               spec.train_size, spec.device)
         result.update({"restart": restart, "setting": spec.config.setting,
-                       "identity": identity, "torch": torch.__version__})
+                       "identity": identity, "provenance": provenance(spec.device)})
         write_json_atomic(path, result)
         if os.path.exists(error_path):
             os.remove(error_path)

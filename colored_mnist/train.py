@@ -16,13 +16,17 @@ scripts evaluate them every step, which changes nothing else); and
 ``||H_0 - H_1||_F`` over the head's 391 parameters (exact, dense), as the
 Hutchinson scripts log it. Accuracies are against the noisy labels.
 
-Seeding (a departure from the scripts, for resumable and parallel restarts):
-restart r has its own seed, ``restart_seed(seed, r)``, from which its shuffle
-(numpy), label and colour noise and initialisation (torch, one stream, in the
-scripts' order) and Hutchinson probes (a separate generator) are drawn. The
-scripts instead seed once and let the streams run on from restart to restart.
-Restart 0 uses ``seed`` itself, so at full data its environments and initial
-weights are those of the scripts' first restart.
+Seeding (a departure from the scripts, for resumable and parallel restarts),
+scheme :data:`SEEDING`: restart r has its own *data seed*, ``restart_seed(seed, r)``,
+from which its shuffle (numpy), label and colour noise and initialisation (torch,
+one stream, in the scripts' order) are drawn, and its own *probe seed*,
+``probe_seed(seed, r)``, for Hutchinson's probes (a separate generator). The two
+come from different keys: a ``SeedSequence`` of ``(seed, r)`` for the data, the
+same entropy under the spawn key ``(PROBE_KEY,)`` for the probes, so no restart's
+probes replay another restart's data stream. The scripts instead seed once and
+let the streams run on from restart to restart. Restart 0's data seed is ``seed``
+itself, so at full data its environments and initial weights are those of the
+scripts' first restart.
 """
 from __future__ import annotations
 
@@ -64,11 +68,37 @@ class TrainConfig:
         return asdict(self)
 
 
+#: Spawn key of the probe seeds: any other key gives another, independent stream.
+PROBE_KEY = 0x70726F62  # "prob"
+#: The seeding scheme's name, saved in every restart's identity: restarts made under
+#: another scheme (the first one seeded restart r's probes with restart r + 1's data
+#: seed) are refused rather than mixed in.
+SEEDING = "data:restart_seed(seed,r);probes:SeedSequence([seed,r],spawn_key=(PROBE_KEY,))"
+
+
 def restart_seed(seed: int, restart: int) -> int:
-    """``seed`` for restart 0; a SeedSequence child of ``(seed, restart)`` after."""
+    """The data seed: ``seed`` for restart 0; a SeedSequence of ``(seed, restart)`` after."""
     if restart == 0:
         return seed
     return int(np.random.SeedSequence([seed, restart]).generate_state(1)[0])
+
+
+def probe_seed(seed: int, restart: int) -> int:
+    """The probe seed of restart ``restart``: ``(seed, restart)`` under :data:`PROBE_KEY`."""
+    sequence = np.random.SeedSequence([seed, restart], spawn_key=(PROBE_KEY,))
+    return int(sequence.generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class RestartSeeds:
+    """The two seeds of one restart: its data and initial weights, its probes."""
+
+    data: int
+    probes: int
+
+    @classmethod
+    def of(cls, seed: int, restart: int) -> RestartSeeds:
+        return cls(restart_seed(seed, restart), probe_seed(seed, restart))
 
 
 def logging_steps(steps: int, log_every: int) -> List[int]:
@@ -146,17 +176,18 @@ def make_restart(images: np.ndarray, classes: np.ndarray, config: TrainConfig, s
 
 
 def train_restart(images: np.ndarray, classes: np.ndarray, algorithm: str,
-                  config: TrainConfig, seed: int, val_size: int = 10_000,
+                  config: TrainConfig, seeds: RestartSeeds, val_size: int = 10_000,
                   train_size: Optional[int] = None, device: str = "cpu") -> Dict:
-    """Train one restart from ``seed``; the result as a JSON-ready dict.
+    """Train one restart from ``seeds``; the result as a JSON-ready dict.
 
-    Data and initial weights are drawn on the CPU (the same for every device),
-    then moved to ``device``.
+    Data and initial weights are drawn on the CPU from ``seeds.data`` (the same for
+    every device), then moved to ``device``; probes from ``seeds.probes`` on a CPU
+    generator.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
     start = time.perf_counter()
-    envs, model = make_restart(images, classes, config, seed, val_size, train_size)
+    envs, model = make_restart(images, classes, config, seeds.data, val_size, train_size)
     model.to(device)
     for env in envs:
         env.images, env.labels = env.images.to(device), env.labels.to(device)
@@ -164,8 +195,7 @@ def train_restart(images: np.ndarray, classes: np.ndarray, algorithm: str,
     images_train = torch.cat([e.images for e in train_envs])
     labels_train = torch.cat([e.labels for e in train_envs])
     sizes = [e.images.shape[0] for e in train_envs]
-    probe_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])
-    generator = torch.Generator().manual_seed(probe_seed)
+    generator = torch.Generator().manual_seed(seeds.probes)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     to_log = set(logging_steps(config.steps, config.log_every))
     log = []
@@ -189,7 +219,8 @@ def train_restart(images: np.ndarray, classes: np.ndarray, algorithm: str,
     final = log[-1]
     return {
         "algorithm": algorithm,
-        "seed": seed,
+        "seed": seeds.data,
+        "probe_seed": seeds.probes,
         "log": log,
         "final": {key: final[key] for key in ("step", "train_acc", "test_acc",
                                               "gray_test_acc")},

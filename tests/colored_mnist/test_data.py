@@ -118,7 +118,12 @@ def test_label_shift_sizes_on_mnist_class_counts():
     classes = classes[torch.randperm(50_000, generator=torch.Generator().manual_seed(0))]
     first, second = data.label_shift_indices(classes)
     assert (len(first), len(second)) == (27_038, 22_962)
-    assert round(0.97 * 50_000) == 48_500 and round(0.03 * 50_000) == 1_500
+    # Train 0: every digit < 5 and round(0.03 * 50,000) = 1,500 digits >= 5;
+    # train 1: the other 22,962 digits >= 5, no digit < 5 (the mask-length rule).
+    assert int((classes[first] < 5).sum()) == 25_538
+    assert int((classes[first] >= 5).sum()) == 1_500
+    assert int((classes[second] < 5).sum()) == 0
+    assert sorted(set(first.tolist()) | set(second.tolist())) == list(range(50_000))
 
 
 def _corrupt_cases(tmp_path):

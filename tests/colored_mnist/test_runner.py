@@ -9,10 +9,11 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
-from colored_mnist import cli, report, runner
-from colored_mnist.train import TrainConfig, train_restart
-from tests.colored_mnist.conftest import VAL
+from colored_mnist import cli, report, runner, sources
+from colored_mnist.train import SEEDING, RestartSeeds, TrainConfig, probe_seed, train_restart
+from tests.colored_mnist.conftest import VAL, synthetic_arrays, write_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -39,10 +40,10 @@ def saved(output_dir, setting="correlation_shift"):
 def test_restart_is_reproducible_on_its_own(idx_folder):
     folder, images, classes = idx_folder
     config = TrainConfig(hidden_dim=8, steps=3, log_every=1, hutchinson_samples=3)
-    first = train_restart(images, classes, "Hutchinson", config, 17, VAL, 200)
-    again = train_restart(images, classes, "Hutchinson", config, 17, VAL, 200)
+    first = train_restart(images, classes, "Hutchinson", config, RestartSeeds(17, 5), VAL, 200)
+    again = train_restart(images, classes, "Hutchinson", config, RestartSeeds(17, 5), VAL, 200)
     assert first["log"] == again["log"]
-    other = train_restart(images, classes, "Hutchinson", config, 18, VAL, 200)
+    other = train_restart(images, classes, "Hutchinson", config, RestartSeeds(18, 5), VAL, 200)
     assert other["log"] != first["log"]
     assert [e["step"] for e in first["log"]] == [0, 1, 2]
     assert set(first["log"][0]) == {"step", "train_nll", "train_acc", "penalty",
@@ -162,4 +163,65 @@ def test_summary_uses_the_population_std(tmp_path):
     assert row["train_acc_mean"] == pytest.approx(70.0)
     assert row["train_acc_std"] == pytest.approx(np.std([60, 70, 80]))
     assert "Fishr paper" not in written["table"]  # published rows: correlation shift only
-    assert json.load(open(runner.result_path(str(tmp_path), "label_shift", "HGP", 0)))
+    assert "| HGP | 3 | 70.0 ± 8.2 | 35.0 ± 4.1 | 70.0 ± 8.2 | 2 |" in written["table"]
+    # Only the restarts of the reported run are read.
+    only = report.write_report(str(tmp_path), "label_shift", jobs=[("HGP", 0), ("HGP", 2)])
+    assert only["rows"][0]["restarts"] == 2
+    assert only["rows"][0]["train_acc_mean"] == pytest.approx(70.0)
+    assert only["rows"][0]["train_acc_std"] == pytest.approx(10.0)
+
+
+def test_a_restart_records_identity_and_provenance(idx_folder, tmp_path):
+    folder, images, classes = idx_folder
+    out = tmp_path / "out"
+    assert cli.main(tiny_flags(folder, out, "--algorithms", "Hutchinson", "--restarts",
+                               "1", "--workers", "1", "--no_report")) == 0
+    result = json.load(open(out / "correlation_shift" / "Hutchinson" / "restart_0.json"))
+    identity = result["identity"]
+    assert identity["seeding"] == SEEDING
+    assert identity["data"] == sources.fingerprint(images, classes)
+    assert identity["seed"] == 0 and identity["probe_seed"] == probe_seed(0, 0)
+    assert result["probe_seed"] == identity["probe_seed"]
+    assert result["provenance"]["torch"] == torch.__version__
+    assert result["provenance"]["device"] == "cpu"
+    assert result["provenance"]["device_name"]
+
+
+def test_a_restart_of_the_old_seeding_scheme_is_refused(idx_folder, tmp_path, capsys):
+    """Restarts saved before the probe seed had a key of its own (probes of restart r
+    = data stream of restart r + 1) are not reused: their identity lacks the scheme."""
+    folder = idx_folder[0]
+    out = tmp_path / "out"
+    flags = tiny_flags(folder, out, "--algorithms", "Hutchinson", "--restarts", "1",
+                       "--workers", "1", "--no_report")
+    assert cli.main(flags) == 0
+    path = out / "correlation_shift" / "Hutchinson" / "restart_0.json"
+    result = json.load(open(path))
+    for key in ("seeding", "probe_seed", "data"):
+        del result["identity"][key]
+    path.write_text(json.dumps(result))
+    capsys.readouterr()
+    assert cli.main(flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings" in err[0] and "seeding" in err[0]
+
+
+def test_other_data_is_refused_and_no_data_is_needed_when_all_is_saved(
+        idx_folder, tmp_path, capsys):
+    folder = idx_folder[0]
+    out = tmp_path / "out"
+    flags = ["--algorithms", "ERM", "--workers", "1"]
+    assert cli.main(tiny_flags(folder, out, *flags, "--restarts", "1")) == 0
+    # Nothing left to train: the data is not read (here: it is gone).
+    moved = write_folder(tmp_path / "gone", *synthetic_arrays())
+    capsys.readouterr()
+    assert cli.main(tiny_flags(str(tmp_path / "missing"), out, *flags,
+                               "--restarts", "1")) == 0
+    assert "1 restarts already saved, 0 to run" in capsys.readouterr().err
+    # A second restart on other pixels: the saved one's data fingerprint differs.
+    images, classes = synthetic_arrays(seed=1)
+    other = write_folder(tmp_path / "other", images, classes)
+    assert moved != other
+    assert cli.main(tiny_flags(other, out, *flags, "--restarts", "2")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data: 'sha256:" in err[0]
