@@ -37,8 +37,9 @@ import numpy as np
 import torch
 
 from domainbed_patch import locate, validation
+from domainbed_patch.job_folder import DIAGNOSTICS as DIAGNOSTICS_FILE  # noqa: F401 - public
+from domainbed_patch.job_folder import JobFolder
 
-DIAGNOSTICS_FILE = "diagnostics.json"
 DEFAULT_MAX_EXAMPLES = 2000
 TRAIN_AVERAGE = "train_average"
 
@@ -189,7 +190,7 @@ def diagnose_trained(algorithm, args: dict, hparams: dict, data_dir: Optional[st
 
 def write_diagnostics(job_dir, result: dict) -> Path:
     """``diagnostics.json`` in ``job_dir``, written whole (temporary file, then rename)."""
-    target = Path(job_dir) / DIAGNOSTICS_FILE
+    target = JobFolder(job_dir).diagnostics
     descriptor, temporary = tempfile.mkstemp(prefix=".diagnostics", dir=job_dir)
     with os.fdopen(descriptor, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
@@ -202,7 +203,7 @@ def diagnose_job(job_dir, data_dir: Optional[str] = None,
     """Diagnose a finished job from its ``model.pkl``; raise :class:`SkipJob` with
     the reason when it cannot be."""
     job_dir = Path(job_dir)
-    model_file = job_dir / "model.pkl"
+    model_file = JobFolder(job_dir).model
     if not model_file.exists():
         raise SkipJob("no model.pkl (trained with --skip_model_save?); diagnose it in "
                       "the job instead: sweep preset field diagnose = true")
@@ -220,6 +221,6 @@ def diagnose_job(job_dir, data_dir: Optional[str] = None,
     algorithm.load_state_dict(saved["model_dict"])
     algorithm.to(device)
     result = diagnose_trained(algorithm, args, hparams, data_dir, max_examples, device)
-    result["checkpoint"] = "model.pkl (final step)"
+    result["checkpoint"] = f"{model_file.name} (final step)"
     write_diagnostics(job_dir, result)
     return result

@@ -25,9 +25,9 @@ from typing import List, Optional
 import torch
 
 from domainbed_patch import diagnose, launchers, locate, presets, validation
-from domainbed_patch.jobs import DONE, FAILED, NOT_LAUNCHED
+from domainbed_patch.job_folder import DIAGNOSE_LOGS as LOG_DIR
+from domainbed_patch.job_folder import DONE, FAILED, NOT_LAUNCHED, JobFolder, job_folders
 
-LOG_DIR = "diagnose_logs"
 SKIPPED = "skipped"
 
 
@@ -50,7 +50,7 @@ class DiagnoseJob:
 
     @property
     def state(self) -> str:
-        if (self.job_dir / diagnose.DIAGNOSTICS_FILE).exists():
+        if JobFolder(self.job_dir).diagnostics.exists():
             return DONE
         return next((s for s in (SKIPPED, FAILED) if self.note_path(s).exists()),
                     NOT_LAUNCHED)
@@ -70,18 +70,19 @@ class DiagnoseJob:
 
 def finished_jobs(input_dir: Path) -> List[Path]:
     """The job folders of a sweep that hold a ``done`` file."""
-    return sorted(p.parent for p in input_dir.glob("*/done"))
+    return [p for p in job_folders(input_dir) if JobFolder(p).is_done]
 
 
 def _precheck(job_dir: Path, data_dir: str) -> Optional[str]:
     """Why a job cannot be diagnosed, when that shows without loading it; checks
     that its dataset is there (the doctor's message otherwise)."""
-    lines = (job_dir / "results.jsonl").read_text().splitlines()
+    folder = JobFolder(job_dir)
+    lines = folder.results.read_text().splitlines()
     args = json.loads(lines[-1])["args"] if lines else {}
     from domainbed import algorithms
     if args.get("algorithm") not in algorithms.ALGORITHMS:
         return f"unknown algorithm {args.get('algorithm')!r}: DomainBed here does not define it"
-    if not (job_dir / "model.pkl").exists():
+    if not folder.model.exists():
         return ("no model.pkl (trained with --skip_model_save?); diagnose it in the job "
                 "instead: sweep preset field diagnose = true")
     validation.check_data_dir(args["dataset"], data_dir or args.get("data_dir"))

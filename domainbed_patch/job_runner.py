@@ -21,10 +21,15 @@ import time
 import traceback
 
 from domainbed_patch.domainbed_scripts import run_domainbed_script
-from domainbed_patch.jobs import ERROR_LOG, FAILED_MARKER
+from domainbed_patch.job_folder import JobFolder
 
 DIAGNOSE_FLAG = "--diagnose_max_examples"
-LEFTOVERS = ("results.jsonl", FAILED_MARKER, "diagnostics.json")
+#: What DomainBed's train leaves at module level that in-job diagnostics read.
+TRAIN_NAMESPACE = ("algorithm", "args", "hparams", "device")
+
+
+class TrainNamespaceError(RuntimeError):
+    """DomainBed's train no longer leaves what in-job diagnostics need."""
 
 
 def _output_dir(argv):
@@ -35,8 +40,19 @@ def _output_dir(argv):
 
 
 def _write_failed(output_dir, line):
-    with open(os.path.join(output_dir, FAILED_MARKER), "w") as f:
-        f.write(line + "\n")
+    JobFolder(output_dir).failed_marker.write_text(line + "\n")
+
+
+def check_train_namespace(namespace: dict) -> None:
+    """Raise :class:`TrainNamespaceError` naming what DomainBed's train did not leave."""
+    missing = [name for name in TRAIN_NAMESPACE if name not in namespace]
+    if missing:
+        raise TrainNamespaceError(
+            "in-job diagnostics need DomainBed's train (domainbed/scripts/train.py) to "
+            f"leave the module-level variables {', '.join(TRAIN_NAMESPACE)}; this "
+            f"DomainBed's train left no {', '.join(missing)}. Diagnose the job from "
+            "its model.pkl instead (hessian-dg diagnose), or use DomainBed at the "
+            "pinned commit (hessian-dg doctor)")
 
 
 def _diagnose(namespace: dict, output_dir: str, max_examples: int, seconds: float) -> None:
@@ -44,15 +60,17 @@ def _diagnose(namespace: dict, output_dir: str, max_examples: int, seconds: floa
     from domainbed_patch import diagnose
     start = time.perf_counter()
     try:
+        check_train_namespace(namespace)
         result = diagnose.diagnose_trained(
             namespace["algorithm"], vars(namespace["args"]), namespace["hparams"],
             max_examples=max_examples or None, device=namespace["device"])
         result.update(checkpoint="in memory (final step)", training_seconds=seconds,
                       seconds=time.perf_counter() - start)
         diagnose.write_diagnostics(output_dir, result)
+    except TrainNamespaceError as error:
+        JobFolder(output_dir).append_error(f"diagnostics not computed: {error}\n")
     except Exception:  # noqa: BLE001 - the training is done; say why diagnostics are not
-        with open(os.path.join(output_dir, ERROR_LOG), "a") as log:
-            log.write("diagnostics failed:\n" + traceback.format_exc())
+        JobFolder(output_dir).append_error("diagnostics failed:\n" + traceback.format_exc())
 
 
 def _diagnose_saved(output_dir: str, max_examples: int) -> None:
@@ -62,8 +80,7 @@ def _diagnose_saved(output_dir: str, max_examples: int) -> None:
     try:
         diagnose.diagnose_job(output_dir, max_examples=max_examples or None)
     except Exception as error:  # noqa: BLE001 - the training is done; say why not
-        with open(os.path.join(output_dir, ERROR_LOG), "a") as log:
-            log.write(f"diagnostics not computed: {error}\n")
+        JobFolder(output_dir).append_error(f"diagnostics not computed: {error}\n")
 
 
 def main(argv=None) -> int:
@@ -72,25 +89,23 @@ def main(argv=None) -> int:
     if argv[:1] == [DIAGNOSE_FLAG]:
         max_examples, argv = int(argv[1]), argv[2:]
     output_dir = _output_dir(argv)
-    if os.path.exists(os.path.join(output_dir, "done")):
+    folder = JobFolder(output_dir)
+    if folder.is_done:
         print(f"{output_dir}: already done, skipped")
-        if max_examples is not None and \
-                not os.path.exists(os.path.join(output_dir, "diagnostics.json")):
+        if max_examples is not None and not folder.diagnostics.exists():
             _diagnose_saved(output_dir, max_examples)  # killed while diagnosing
         return 0
     os.makedirs(output_dir, exist_ok=True)
-    for name in LEFTOVERS:
-        path = os.path.join(output_dir, name)
-        if os.path.exists(path):
-            os.remove(path)
+    for path in folder.leftovers():
+        if path.exists():
+            path.unlink()
     namespace, start = {}, time.perf_counter()
     try:
         code = run_domainbed_script("train", argv, namespace=namespace)
     except BaseException as error:  # noqa: BLE001 - recorded, then reported by status
         text = traceback.format_exc()
         sys.stderr.write(text)
-        with open(os.path.join(output_dir, ERROR_LOG), "a") as log:
-            log.write(text)
+        folder.append_error(text)
         last = traceback.format_exception_only(type(error), error)[-1].strip()
         _write_failed(output_dir, last)
         return 1

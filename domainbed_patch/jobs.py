@@ -6,9 +6,8 @@ with ``python -m domainbed.scripts.sweep`` with the same arguments share folders
 Per job, the protocol's fixed hparams (:mod:`domainbed_patch.protocol`) and the
 preset's ``[hparams]`` are merged into ``--hparams``.
 
-States: done (``done`` marker), failed (``failed`` marker written by
-:mod:`domainbed_patch.job_runner`), incomplete (folder without either: running,
-or killed), not launched (no folder).
+A job's folder, its files and its states (done, failed, incomplete, not launched)
+are :mod:`domainbed_patch.job_folder`'s.
 """
 from __future__ import annotations
 
@@ -21,11 +20,14 @@ from pathlib import Path
 from typing import List, Optional
 
 from domainbed_patch import protocol as protocols
-
-DONE, FAILED, INCOMPLETE, NOT_LAUNCHED = "done", "failed", "incomplete", "not launched"
-STATES = (DONE, FAILED, INCOMPLETE, NOT_LAUNCHED)
-FAILED_MARKER = "failed"
-ERROR_LOG = "err.txt"
+from domainbed_patch.job_folder import (  # noqa: F401 - the states, for users of jobs
+    DONE,
+    FAILED,
+    INCOMPLETE,
+    NOT_LAUNCHED,
+    STATES,
+    JobFolder,
+)
 
 
 @dataclass
@@ -37,12 +39,12 @@ class SweepJob:
     runner_flags: tuple = ()  #: for the job runner only: never part of the folder hash
 
     @property
+    def folder(self) -> JobFolder:
+        return JobFolder(self.output_dir)
+
+    @property
     def state(self) -> str:
-        if (self.output_dir / "done").exists():
-            return DONE
-        if (self.output_dir / FAILED_MARKER).exists():
-            return FAILED
-        return INCOMPLETE if self.output_dir.exists() else NOT_LAUNCHED
+        return self.folder.state
 
     def command(self) -> List[str]:
         """The job as an argv: DomainBed's train behind the failure-recording runner,
@@ -54,11 +56,7 @@ class SweepJob:
 
     def last_error_line(self) -> str:
         """Last non-empty line of the job's error log ('' if none)."""
-        for path in (self.output_dir / FAILED_MARKER, self.output_dir / ERROR_LOG):
-            text = path.read_text(errors="replace").strip() if path.exists() else ""
-            if text:
-                return text.splitlines()[-1].strip()
-        return ""
+        return self.folder.last_error_line()
 
     def describe(self) -> str:
         a = self.train_args

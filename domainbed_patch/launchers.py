@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from domainbed_patch.jobs import DONE, FAILED
+from domainbed_patch.job_folder import DONE, FAILED
 from domainbed_patch.validation import UsageError
 
 

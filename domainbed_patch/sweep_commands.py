@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from domainbed_patch import job_folder, launchers, locate, presets, protocol, validation
 from domainbed_patch import jobs as sweep_jobs
-from domainbed_patch import launchers, locate, presets, protocol, validation
 
 #: DomainBed sweep flags -> preset fields (flags keep DomainBed's names).
 FLAG_FIELDS = ("datasets", "algorithms", "n_hparams_from", "n_hparams", "n_trials",
@@ -180,7 +180,8 @@ def launch(preset, jobs, args) -> int:
             job.output_dir.mkdir(parents=True, exist_ok=True)
         name = preset.launcher.get("name", "local")
         log_dir = Path(preset.launcher.get("log_dir") or
-                       Path(preset.output_dir) / "submitit_logs")
+                       Path(preset.output_dir) / job_folder.SUBMITIT_LOGS)
+        job_folder.record_log_folder(preset.output_dir, log_dir)
         launchers.get_launcher(name)(to_launch, preset.launcher, log_dir)
         if name not in launchers.BLOCKING:
             return 0

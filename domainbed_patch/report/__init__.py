@@ -37,6 +37,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from domainbed_patch.job_folder import REPORT
 from domainbed_patch.locate import DomainBedNotFoundError
 from domainbed_patch.report import records, rendering
 from domainbed_patch.report.diagnostics import (
@@ -56,8 +57,8 @@ def write_report(input_dir, output_dir=None, references: Sequence = (),
     (default ``<input_dir>/report``, which is then not read as a job); return the
     :class:`~.records.Sweep` and the paths written."""
     input_dir = Path(input_dir)
-    output_dir = Path(output_dir) if output_dir is not None else input_dir / "report"
-    sweep = records.load_sweep(input_dir, exclude=[output_dir, input_dir / "diagnose_logs"])
+    output_dir = Path(output_dir) if output_dir is not None else input_dir / REPORT
+    sweep = records.load_sweep(input_dir, exclude=[output_dir])
     reference = load_references(references, packaged=packaged_reference)
     averages = records.sweep_averages(sweep.records)
     datasets = records.domainbed_order("datasets", sweep.records.select("args.dataset"))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from domainbed_patch.diagnose import DIAGNOSTICS_FILE, TRAIN_AVERAGE
+from domainbed_patch.job_folder import JobFolder
 
 QUANTITIES = {  # column -> (heading, key in a pair of diagnostics.json)
     "gradient": ("‖g_T − ḡ‖", "gradient_distance"),
@@ -37,7 +38,7 @@ def load_diagnostics(input_dir) -> pd.DataFrame:
             continue
         test = f"env{result['test_envs'][0]}"
         pair = next(p for p in result["pairs"] if (p["a"], p["b"]) == (test, TRAIN_AVERAGE))
-        lines = (path.parent / "results.jsonl").read_text().splitlines()
+        lines = JobFolder(path.parent).results.read_text().splitlines()
         last = json.loads(lines[-1]) if lines else {}
         row = {"job": path.parent.name, "dataset": result["dataset"],
                "algorithm": result["algorithm"], "test_env": result["test_envs"][0],

@@ -16,6 +16,7 @@ from typing import Iterable, List, Optional
 
 import pandas as pd
 
+from domainbed_patch.job_folder import JobFolder, job_folders
 from domainbed_patch.locate import import_domainbed
 
 #: Keys every record needs for the tables (``args`` holds the rest).
@@ -119,21 +120,20 @@ def load_sweep(input_dir, exclude: Iterable = ()) -> Sweep:
                           "--output_dir of a DomainBed sweep")
     if not input_dir.is_dir():
         raise ReportError(f"input directory {input_dir} is not a directory")
-    excluded = {Path(p).resolve() for p in exclude}
-    jobs = sorted(p for p in input_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and p.resolve() not in excluded)
+    jobs = job_folders(input_dir, exclude)
     if not jobs:
         raise ReportError(f"input directory {input_dir} holds no job folders (a "
                           "DomainBed sweep has one subfolder per job, with "
                           "results.jsonl and done)")
-    done = [job for job in jobs if (job / "done").is_file()]
+    done = [job for job in jobs if JobFolder(job).is_done]
     records, skipped = [], 0
     for job in done:
-        if not (job / "results.jsonl").is_file():
-            warnings.warn(f"{job}: has a done file but no results.jsonl",
+        results = JobFolder(job).results
+        if not results.is_file():
+            warnings.warn(f"{job}: has a done file but no {results.name}",
                           CorruptRecordWarning, stacklevel=2)
             continue
-        job_records, job_skipped = read_records(job / "results.jsonl")
+        job_records, job_skipped = read_records(results)
         records += job_records
         skipped += job_skipped
     if not done:

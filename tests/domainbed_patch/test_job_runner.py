@@ -29,3 +29,15 @@ def test_done_jobs_are_skipped(tmp_path):
         [sys.executable, "-m", "domainbed_patch.job_runner", "--output_dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "already done" in result.stdout
+
+
+def test_a_train_script_that_leaves_no_model_says_so_in_one_line(tmp_path):
+    """In-job diagnostics read DomainBed train's module-level variables after it ran;
+    when one is missing (another DomainBed), err.txt says which, not a KeyError."""
+    from domainbed_patch import job_runner
+    with pytest.raises(job_runner.TrainNamespaceError, match=r"left no hparams, device"):
+        job_runner.check_train_namespace({"algorithm": object(), "args": object()})
+    job_runner._diagnose({"algorithm": object(), "args": object()}, str(tmp_path), 10, 1.0)
+    log = (tmp_path / "err.txt").read_text()
+    assert log.startswith("diagnostics not computed: in-job diagnostics need")
+    assert "Traceback" not in log and "left no hparams, device" in log

@@ -116,7 +116,7 @@ def test_states_and_last_error_line(tmp_path):
     job.output_dir.mkdir(parents=True)
     assert job.state == sweep_jobs.INCOMPLETE
     (job.output_dir / "err.txt").write_text("Traceback\n  ...\nValueError: boom\n\n")
-    (job.output_dir / sweep_jobs.FAILED_MARKER).write_text("ValueError: boom\n")
+    job.folder.failed_marker.write_text("ValueError: boom\n")
     assert job.state == sweep_jobs.FAILED and job.last_error_line() == "ValueError: boom"
     (job.output_dir / "done").write_text("done")
     assert job.state == sweep_jobs.DONE

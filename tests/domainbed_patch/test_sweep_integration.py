@@ -81,6 +81,17 @@ def test_submitit_local_sweep_completes_and_is_collected(submitit_sweep):
     assert "HGP" in rows and "Hutchinson" in rows
 
 
+def test_the_report_of_a_submitit_sweep_counts_its_log_folder_as_no_job(submitit_sweep):
+    """submitit writes its logs inside the sweep folder; they are the sweep's, not a job."""
+    from domainbed_patch.report import write_report
+    base, _, result = submitit_sweep
+    assert (base / "sweep" / "submitit_logs").is_dir(), result.stdout[-2000:]
+    sweep, _ = write_report(base / "sweep", figures=False)
+    assert len(sweep.done_jobs) == 2 and sweep.incomplete_jobs == []
+    text = (base / "sweep" / "report" / "report.md").read_text()
+    assert "0 incomplete jobs" in text
+
+
 def test_relaunching_a_finished_sweep_launches_nothing(submitit_sweep):
     base, argv, _ = submitit_sweep
     before = {p: p.stat().st_mtime for p in (base / "sweep").glob("*/results.jsonl")}
