@@ -12,7 +12,8 @@ No DomainBed: full-batch training of a 3-layer MLP on four environments.
 - :mod:`colored_mnist.train`: one restart;
 - :mod:`colored_mnist.runner`: algorithms x restarts in parallel processes, resumable;
 - :mod:`colored_mnist.report`: tables (Markdown, CSV) and curves;
-- :mod:`colored_mnist.cli`: the ``cmnist`` command (``python -m colored_mnist``).
+- :mod:`colored_mnist.cli`: the ``cmnist`` command (``python -m colored_mnist``);
+- :mod:`colored_mnist.readme`: the README's tables, rebuilt from the committed restarts.
 
 The HGP and Hutchinson penalties are :func:`hessian_dg.hessian_alignment_penalty`
 in the scripts' form (targets carry gradient, summed over the two environments).

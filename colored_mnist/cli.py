@@ -146,12 +146,20 @@ def _config(args) -> TrainConfig:
         log_every=args.log_every)
 
 
-def _execute(args) -> int:
-    from colored_mnist import report, runner
+def run_spec(args):
+    """``(spec, algorithms)`` of the parsed command: what its run is made of."""
+    from colored_mnist import runner
 
     algorithms = _check(args)
     spec = runner.RunSpec(args.dataset, args.data_dir, args.output_dir, _config(args),
                           args.seed, args.train_size, args.val_size, args.device)
+    return spec, algorithms
+
+
+def _execute(args) -> int:
+    from colored_mnist import report, runner
+
+    spec, algorithms = run_spec(args)
     caption = (f"Colored {'Fashion-' if args.dataset == 'fashion_mnist' else ''}MNIST, "
                f"{args.setting.replace('_', ' ')}"
                + (f", {args.train_size} training images" if args.train_size else ""))
