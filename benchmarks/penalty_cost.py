@@ -21,17 +21,22 @@ Usage::
 
     python benchmarks/penalty_cost.py                    # ResNet-18/50 x DomainNet shapes
     python benchmarks/penalty_cost.py --shapes 32,345,2049 --probes 300 --repeats 5
+    python benchmarks/penalty_cost.py --device cuda --output penalty_cost.json
 
-Nothing here needs DomainBed.
+On CUDA every timed step is bracketed by ``torch.cuda.synchronize()`` and its
+peak memory (``torch.cuda.max_memory_allocated`` after
+``reset_peak_memory_stats``, less what was allocated before the step) is
+reported too. Nothing here needs DomainBed.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -62,7 +67,8 @@ class AutogradHutchinson:
         for seed, size in probes.chunk_seeds(self.num_probes, self.chunk_size,
                                              self.generator):
             def chunk(seed=seed, size=size):
-                z = probes.draw_chunk(seed, size, head.shape, dtype=head.design.dtype)
+                z = probes.draw_chunk(seed, size, head.shape, dtype=head.design.dtype,
+                                      device=head.design.device)
                 return (z * head.hvp(z)).sum(dim=0)
             part = (checkpoint(chunk, use_reentrant=False, preserve_rng_state=False)
                     if torch.is_grad_enabled() else chunk())
@@ -87,7 +93,7 @@ def double_backprop(curvature: str) -> Callable:
         return double_backprop_penalty(
             lambda f: f @ weight.t() + bias, [weight, bias], features,
             list(labels.split(sizes)), curvature, ALPHA, BETA, num_probes=num_probes,
-            generator=torch.Generator().manual_seed(1))
+            generator=torch.Generator(device=features.device).manual_seed(1))
     return penalty
 
 
@@ -103,14 +109,15 @@ VARIANTS: Dict[str, Callable] = {
 
 
 def make_step(shape: Tuple[int, int, int], num_domains: int, penalty: Callable,
-              num_probes: int, chunk_size: int) -> Callable:
-    """One forward and backward of ``penalty``, on fixed random inputs."""
+              num_probes: int, chunk_size: int, device="cpu") -> Callable:
+    """One forward and backward of ``penalty``, on fixed random inputs (drawn on the
+    CPU, then moved to ``device``)."""
     n, c, k = shape
     g = torch.Generator().manual_seed(0)
-    features = torch.randn(num_domains * n, k - 1, generator=g, requires_grad=True)
-    weight = (torch.randn(c, k - 1, generator=g) * 0.01).requires_grad_()
-    bias = torch.zeros(c, requires_grad=True)
-    labels = torch.randint(0, c, (num_domains * n,), generator=g)
+    features = torch.randn(num_domains * n, k - 1, generator=g).to(device).requires_grad_()
+    weight = (torch.randn(c, k - 1, generator=g) * 0.01).to(device).requires_grad_()
+    bias = torch.zeros(c, device=device, requires_grad=True)
+    labels = torch.randint(0, c, (num_domains * n,), generator=g).to(device)
     sizes = [n] * num_domains
 
     def step() -> float:
@@ -123,36 +130,62 @@ def make_step(shape: Tuple[int, int, int], num_domains: int, penalty: Callable,
     return step
 
 
+def _timed(step: Callable, device: torch.device) -> Tuple[float, Optional[int]]:
+    """(wall seconds, peak CUDA bytes above those allocated before; None on CPU)."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    began = time.perf_counter()
+    step()
+    if cuda:
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - began
+    peak = torch.cuda.max_memory_allocated(device) - before if cuda else None
+    return seconds, peak
+
+
 def measure(shapes: Sequence[Tuple[int, int, int]], variants: Sequence[str],
-            num_probes: int, chunk_size: int, num_domains: int, repeats: int) -> List[dict]:
+            num_probes: int, chunk_size: int, num_domains: int, repeats: int,
+            device="cpu") -> List[dict]:
+    device = torch.device(device)
     rows = []
     for shape in shapes:
         steps = {}
         for name in variants:
             steps[name] = make_step(shape, num_domains, VARIANTS[name], num_probes,
-                                    chunk_size)
-            steps[name]()  # warm-up
+                                    chunk_size, device)
+            _timed(steps[name], device)  # warm-up
         seconds = {name: [] for name in variants}
+        peaks = {name: [] for name in variants}
         for _ in range(repeats):
             for name in variants:
-                began = time.perf_counter()
-                steps[name]()
-                seconds[name].append(time.perf_counter() - began)
+                elapsed, peak = _timed(steps[name], device)
+                seconds[name].append(elapsed)
+                peaks[name].append(peak)
         reference = statistics.median(seconds[variants[0]])
         for name in variants:
             median = statistics.median(seconds[name])
+            peak = None if peaks[name][0] is None else max(peaks[name]) / 2**20
             rows.append({"shape": shape, "variant": name, "seconds": median,
-                         "ratio": median / reference})
+                         "ratio": median / reference, "peak_mib": peak})
+        del steps
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return rows
 
 
 def format_rows(rows: Sequence[dict], reference: str) -> str:
-    lines = [f"| N per domain, C, D+1 | variant | s (fwd+bwd) | / {reference} |",
-             "|---|---|---|---|"]
+    memory = any(row.get("peak_mib") is not None for row in rows)
+    lines = [f"| N per domain, C, D+1 | variant | s (fwd+bwd) | / {reference} |"
+             + (" peak MiB |" if memory else ""),
+             "|---|---|---|---|" + ("---|" if memory else "")]
     for row in rows:
         n, c, k = row["shape"]
         lines.append(f"| {n}, {c}, {k} | {row['variant']} | {row['seconds']:.3f} | "
-                     f"{row['ratio']:.2f} |")
+                     f"{row['ratio']:.2f} |"
+                     + (f" {row['peak_mib']:.1f} |" if memory else ""))
     return "\n".join(lines)
 
 
@@ -183,6 +216,8 @@ def main(argv=None) -> List[dict]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1, as step_cost.py on CPU)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    parser.add_argument("--output", help="also write the rows to this .json file")
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -194,15 +229,31 @@ def main(argv=None) -> List[dict]:
     for name in ("probes", "chunk_size", "num_domains", "repeats", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        parser.error(f"unknown --device {args.device!r}; valid devices: cpu, cuda, cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device here; valid devices: cpu")
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     rows = measure(args.shapes, variants, args.probes, args.chunk_size,
-                   args.num_domains, args.repeats)
-    print(f"# penalty cost: {args.num_domains} domains + the average-loss target, "
-          f"S={args.probes}, chunks of {args.chunk_size}; torch {torch.__version__}, "
-          f"{args.threads} thread(s); median of {args.repeats}; "
-          f"{time.perf_counter() - began:.0f} s")
+                   args.num_domains, args.repeats, device)
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{args.threads} thread(s)")
+    header = (f"# penalty cost: {args.num_domains} domains + the average-loss target, "
+              f"S={args.probes}, chunks of {args.chunk_size}; torch {torch.__version__}, "
+              f"{device} ({where}); median of {args.repeats}; "
+              f"{time.perf_counter() - began:.0f} s")
+    print(header)
     print(format_rows(rows, variants[0]))
+    if args.output:
+        with open(args.output, "w") as handle:
+            json.dump({"header": header, "arguments": {k: v for k, v in vars(args).items()},
+                       "rows": rows}, handle, indent=1, default=str)
+            handle.write("\n")
     return rows
 
 

@@ -179,6 +179,11 @@ def machine_description(device: torch.device) -> dict:
             "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+        info["gpu_memory_mib"] = torch.cuda.get_device_properties(device).total_memory / 2**20
+        info["tf32"] = {"matmul": torch.backends.cuda.matmul.allow_tf32,
+                        "cudnn": torch.backends.cudnn.allow_tf32}
     return info
 
 

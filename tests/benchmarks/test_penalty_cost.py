@@ -61,3 +61,22 @@ def test_double_backprop_hutchinson_estimates_the_same_penalty(penalty_cost):
 def test_bad_shapes_are_refused_with_the_expected_form(penalty_cost):
     with pytest.raises(SystemExit):
         penalty_cost.main(["--shapes", "4,7"])
+
+
+def test_output_file_holds_the_printed_rows_and_cpu_has_no_peak(penalty_cost, tmp_path):
+    import json
+    output = tmp_path / "penalty.json"
+    rows = penalty_cost.main(["--shapes", "3,4,5", "--probes", "4", "--chunk_size", "2",
+                              "--repeats", "1", "--variants", "hgp,exact",
+                              "--device", "cpu", "--output", str(output)])
+    saved = json.loads(output.read_text())
+    assert [r["variant"] for r in saved["rows"]] == ["hgp", "exact"]
+    assert [r["seconds"] for r in saved["rows"]] == [r["seconds"] for r in rows]
+    assert all(r["peak_mib"] is None for r in rows)  # no allocator counter on CPU
+    assert saved["arguments"]["device"] == "cpu" and "cpu (1 thread(s))" in saved["header"]
+
+
+def test_unknown_device_is_refused_with_the_valid_ones(penalty_cost, capsys):
+    with pytest.raises(SystemExit):
+        penalty_cost.main(["--device", "tpu"])
+    assert "valid devices: cpu, cuda, cuda:N" in capsys.readouterr().err
