@@ -15,6 +15,11 @@ gradients and curvature come from exact closed forms; with
 
 With a single training domain every alignment term is identically zero: the
 penalty is reported as 0 and the step is exactly ERM's.
+
+Importing this module first works like importing ``domainbed.algorithms`` first:
+the start-up hook that fires on the import of DomainBed's module above waits for
+this one's classes, and the last line here registers them
+(:func:`domainbed_patch.registration.finish_waiting_registrations`).
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from domainbed import algorithms as domainbed_algorithms  # noqa: E402
 from domainbed import networks  # noqa: E402
 
 from domainbed_patch import hparams as hparam_registry  # noqa: E402
+from domainbed_patch import registration  # noqa: E402
 from hessian_dg import alignment  # noqa: E402
 from hessian_dg.penalty import hessian_alignment_penalty  # noqa: E402
 
@@ -130,3 +136,6 @@ class Hutchinson(HessianAlignment):
         return alignment.HutchinsonDiagonal(
             self.hparams["hutchinson_samples"], self.probe_generator,
             chunk_size=self.hparams["hutchinson_chunk_size"])
+
+
+registration.finish_waiting_registrations()  # last: the classes above now exist

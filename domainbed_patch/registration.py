@@ -10,7 +10,10 @@
   ``default_hparams`` and ``random_hparams`` serve them, seeded per name as
   DomainBed seeds its own.
 
-No file of DomainBed is edited. :func:`unregister` restores both modules.
+- ``domainbed.datasets`` a class per own image-folder dataset of the user's
+  registry, its name in ``DATASETS`` (:mod:`domainbed_patch.own_datasets`).
+
+No file of DomainBed is edited. :func:`unregister` restores the modules.
 
 A name DomainBed already has (the authors' fork defines its own ``HGP`` and
 ``Hutchinson``) is left to DomainBed: its algorithm class and its hparams stay as
@@ -21,6 +24,7 @@ per process with a :class:`DomainBedAlreadyDefinesWarning` naming
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
 
 from domainbed_patch.hparams import HPARAMS
@@ -42,7 +46,8 @@ REQUIRED = {
     "domainbed.algorithms": ("Algorithm", "ALGORITHMS", "get_algorithm_class"),
     "domainbed.hparams_registry": ("_hparams", "default_hparams", "random_hparams"),
     "domainbed.networks": ("Featurizer", "Classifier"),
-    "domainbed.datasets": ("DATASETS", "get_dataset_class", "num_environments"),
+    "domainbed.datasets": ("DATASETS", "get_dataset_class", "num_environments",
+                           "MultipleEnvironmentImageFolder"),
     "domainbed.lib.misc": ("seed_hash",),
 }
 
@@ -81,11 +86,33 @@ def _leave_to_domainbed(name: str, what: str) -> None:
             DomainBedAlreadyDefinesWarning, stacklevel=4)
 
 
+#: The plugin's algorithms module, which imports ``domainbed.algorithms`` itself.
+OURS = "domainbed_patch.algorithms"
+#: ``domainbed.algorithms`` modules whose registration waits for :data:`OURS` to finish.
+_waiting: list = []
+
+
+def _ours_half_built() -> bool:
+    """True while :data:`OURS` runs its own body (it is in ``sys.modules`` but its
+    classes are not defined yet): it imported DomainBed, whose hook is now here."""
+    ours = sys.modules.get(OURS)
+    return ours is not None and not all(hasattr(ours, n) for n in PLUGIN_ALGORITHMS)
+
+
 def register_algorithms(module=None) -> None:
     """Add HGP and Hutchinson to ``domainbed.algorithms`` (idempotent); a name
-    DomainBed already defines is left as it is."""
+    DomainBed already defines is left as it is.
+
+    Called by the start-up hook while the plugin's own algorithms module is still
+    being built (a process whose first import is ``domainbed_patch.algorithms``),
+    it waits: that module calls :func:`finish_waiting_registrations` at its end.
+    """
     module = module or importlib.import_module("domainbed.algorithms")
     if not _warn_if_incompatible("domainbed.algorithms", module):
+        return
+    if _ours_half_built():
+        if all(module is not m for m in _waiting):
+            _waiting.append(module)
         return
     from domainbed_patch import algorithms as ours
     for name in PLUGIN_ALGORITHMS:
@@ -100,6 +127,13 @@ def register_algorithms(module=None) -> None:
             continue
         setattr(module, name, cls)
         module.ALGORITHMS.append(name)
+
+
+def finish_waiting_registrations() -> None:
+    """Register in the ``domainbed.algorithms`` modules that :func:`register_algorithms`
+    left waiting; called at the end of :data:`OURS`, once its classes exist."""
+    while _waiting:
+        register_algorithms(_waiting.pop(0))
 
 
 def _with_plugin_hparams(original):
@@ -129,10 +163,25 @@ def register_hparams(module=None) -> None:
         module._hparams = _with_plugin_hparams(module._hparams)
 
 
+def register_datasets(module=None) -> None:
+    """Serve the user's own datasets from ``domainbed.datasets`` (idempotent)."""
+    module = module or importlib.import_module("domainbed.datasets")
+    if _warn_if_incompatible("domainbed.datasets", module):
+        from domainbed_patch import own_datasets
+        own_datasets.register_datasets(module)
+
+
+def keep_own_datasets_out_of_sweep_defaults(module) -> None:
+    """DomainBed's sweep module, imported: its default dataset list stays DomainBed's."""
+    from domainbed_patch import own_datasets
+    own_datasets.keep_out_of_sweep_defaults(module)
+
+
 def register() -> None:
-    """Register algorithms and hparams with DomainBed (imports it)."""
+    """Register algorithms, hparams and own datasets with DomainBed (imports it)."""
     register_hparams()
     register_algorithms()
+    register_datasets()
 
 
 def is_registered() -> bool:
@@ -161,3 +210,5 @@ def unregister() -> None:
     original = getattr(registry._hparams, _ORIGINAL, None)
     if original is not None:
         registry._hparams = original
+    from domainbed_patch import own_datasets
+    own_datasets.unregister_datasets()

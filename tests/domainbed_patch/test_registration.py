@@ -204,3 +204,24 @@ def test_an_incompatible_domainbed_is_warned_about_and_left_alone():
                       match=r"lacks \['Algorithm', 'get_algorithm_class'\].*b93c22a1"):
         registration.register_algorithms(stripped)
     assert stripped.ALGORITHMS == []
+
+
+FIRST_IMPORTS = {
+    "bridge-module-first": "import domainbed_patch.algorithms as ours",
+    "from-import-first": "from domainbed_patch.algorithms import HGP, Hutchinson",
+    "domainbed-first": "import domainbed.algorithms",
+}
+
+
+@pytest.mark.parametrize("first", list(FIRST_IMPORTS.values()), ids=list(FIRST_IMPORTS))
+def test_any_first_import_registers_the_plugin(first, tmp_path):
+    """The plugin's algorithms module imports DomainBed's, whose start-up hook then
+    registers the plugin's classes: whichever of the two a process imports first,
+    HGP and Hutchinson end up in DomainBed's registry, as the plugin's classes."""
+    code = (f"{first}\n"
+            "import domainbed.algorithms as theirs, domainbed_patch.algorithms as ours\n"
+            "print([(theirs.get_algorithm_class(n) is getattr(ours, n),"
+            " theirs.ALGORITHMS.count(n)) for n in ('HGP', 'Hutchinson')])")
+    result = _fresh_python(code, False, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[(True, 1), (True, 1)]", result.stderr[-2000:]
