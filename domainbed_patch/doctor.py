@@ -1,11 +1,10 @@
 """``hessian-dg doctor``: what this environment has, and what to do about what it lacks."""
 from __future__ import annotations
 
-import os
 import platform
 import sys
 
-from domainbed_patch import locate, validation
+from domainbed_patch import locate
 
 
 def _line(ok: bool, text: str) -> str:
@@ -53,23 +52,17 @@ def report(data_dir: str = "") -> tuple:
         lines.append(_line(registered, "HGP and Hutchinson in DomainBed's registry"))
         healthy = hooked and registered
 
-    lines.append(f"datasets under --data_dir {data_dir or '(not given)'}:")
-    for dataset, (folder, _) in validation.DATASET_FOLDERS.items():
-        present = bool(data_dir) and os.path.isdir(os.path.join(data_dir, folder))
-        text = f"{dataset:<15} {folder + '/':<17}"
-        if not present:
-            text += " missing; get it with: " + validation.download_command(
-                dataset, data_dir or "DATA_DIR")
-        lines.append(_line(present, text))
-    lines.append(_line(True, "Debug28, Debug224: synthetic, no download needed"))
-    return lines, healthy
+    from domainbed_patch import dataset_layout
+    data_lines, data_healthy = dataset_layout.doctor_lines(data_dir)
+    return lines + data_lines, healthy and data_healthy
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "doctor", help="check the environment",
         description="versions, where DomainBed is and at which commit, the plugin's "
-        "state, and which datasets are present under --data_dir")
+        "state, the layout of the datasets under --data_dir (folders, class counts, "
+        "readable images) and of your own datasets, with what to do for each problem")
     parser.add_argument("--data_dir", default="")
     parser.set_defaults(func=run)
 

@@ -9,8 +9,9 @@ DomainBed pays two list insertions.
 - :class:`RegistrationHook` (first on ``sys.meta_path``): when
   ``domainbed.algorithms`` or ``domainbed.hparams_registry`` is imported, its
   module runs as usual and then :mod:`domainbed_patch.registration` adds HGP and
-  Hutchinson to it. This is how DomainBed's own ``train``, ``sweep`` (whose jobs
-  are new processes), ``collect_results`` and unit tests see the plugin.
+  Hutchinson to it (and, to ``domainbed.datasets``, the user's own datasets). This
+  is how DomainBed's own ``train``, ``sweep`` (whose jobs are new processes),
+  ``collect_results`` and unit tests see the plugin.
 - :class:`~domainbed_patch.locate.DomainBedFinder` (last): serves ``domainbed``
   from ``$DOMAINBED_ROOT`` or the cache location when it is not importable.
 
@@ -24,7 +25,9 @@ DISABLE_VARIABLE = "HESSIAN_DG_DISABLE"
 
 #: module imported by DomainBed -> registration function applied right after it runs.
 HOOKED_MODULES = {"domainbed.algorithms": "register_algorithms",
-                  "domainbed.hparams_registry": "register_hparams"}
+                  "domainbed.hparams_registry": "register_hparams",
+                  "domainbed.datasets": "register_datasets",
+                  "domainbed.scripts.sweep": "keep_own_datasets_out_of_sweep_defaults"}
 
 
 def disabled() -> bool:

@@ -107,7 +107,7 @@ def check_jobs(preset, jobs) -> None:
     checked = set()
     for job in jobs:
         a = job.train_args
-        if a["dataset"] not in validation.NO_DATA_NEEDED:
+        if not validation.split_sizes_known(a["dataset"]):
             continue  # split sizes unknown without the data; DomainBed's are large
         key = (a["dataset"], a["algorithm"], tuple(a["test_envs"]), a["hparams_seed"],
                a["trial_seed"])

@@ -139,6 +139,11 @@ def check_hparams(algorithm: str, dataset: str, overrides: dict,
 def check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
     if dataset in NO_DATA_NEEDED:
         return
+    from domainbed_patch import own_datasets
+    entry = own_datasets.load().get(dataset)
+    if entry is not None:  # reads its registered folder, not --data_dir
+        own_datasets.check_folder(dataset, entry)
+        return
     folder = DATASET_FOLDERS.get(dataset, (None,))[0]
     target = os.path.join(data_dir, folder) if (data_dir and folder) else data_dir
     if not data_dir or not os.path.isdir(target):
@@ -148,11 +153,18 @@ def check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
                          f"{download_command(dataset, data_dir or 'DATA_DIR')}")
 
 
+def split_sizes_known(dataset: str) -> bool:
+    """True for datasets whose split sizes are known without a download: the Debug
+    ones and the user's own (a folder listing)."""
+    from domainbed_patch import own_datasets
+    return dataset in NO_DATA_NEEDED or dataset in own_datasets.load()
+
+
 def smallest_training_split(dataset: str, test_envs, holdout_fraction: float,
                             hparams: dict) -> Optional[int]:
     """Examples in the smallest training in-split, for datasets whose size is known
-    without data (the Debug ones); None otherwise."""
-    if dataset not in NO_DATA_NEEDED:
+    without a download (:func:`split_sizes_known`); None otherwise."""
+    if not split_sizes_known(dataset):
         return None
     from domainbed import datasets
     env_sizes = [len(env) for env in datasets.get_dataset_class(dataset)("", [], hparams)]
