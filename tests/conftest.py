@@ -1,8 +1,11 @@
-"""Shared fixtures: float64 references and the real-DomainBed gate.
+"""Shared fixtures: float64 references, the real-DomainBed gate, the test device.
 
 Tests marked ``integration`` need the real DomainBed. Where it is missing they are
 skipped with the reason and how to get it; in CI (``CI=true``) that skip is a
 failure instead, so a machine that silently lost DomainBed cannot pass.
+
+``--device cuda`` (or ``$HESSIAN_DG_TEST_DEVICE``; default ``cpu``) is the device of
+the ``device`` fixture, which ``tests/test_devices.py`` runs on.
 """
 import os
 
@@ -49,3 +52,30 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+DEVICE_VARIABLE = "HESSIAN_DG_TEST_DEVICE"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default=None,
+                     help=f"device of the `device` fixture: cpu, cuda or cuda:N (default: "
+                          f"${DEVICE_VARIABLE}, else cpu)")
+
+
+@pytest.fixture(scope="session")
+def device(request):
+    """The device asked for by ``--device`` or ``$HESSIAN_DG_TEST_DEVICE`` (default cpu);
+    asking for CUDA where there is none fails rather than skips."""
+    name = request.config.getoption("--device") or os.environ.get(DEVICE_VARIABLE) or "cpu"
+    try:
+        chosen = torch.device(name)
+    except RuntimeError:
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda"):
+        pytest.fail(f"unknown test device {name!r}; valid devices: cpu, cuda, cuda:N",
+                    pytrace=False)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"test device {name} asked for, but CUDA is not available here; "
+                    "valid devices: cpu", pytrace=False)
+    return chosen

@@ -38,9 +38,10 @@ def double_backprop_penalty(features, weight, bias, labels, sizes, kind, alpha, 
     ``(1/m) sum_e [alpha ||A_e - sg(Abar)||^2 + beta ||g_e - sg(gbar)||^2]`` with
     theta = [W | b] (C, D+1); ``kind`` is "hgp", "diag" (exact, one Hessian-vector
     product per entry) or "hutchinson" (products of autograd, probes from
-    :func:`hessian_dg.probes.rademacher_probe_mean`, drawn for the average loss
-    first and then for each domain in order). A head of one output (C = 1) is
-    scored with binary cross-entropy on float targets, as in Colored MNIST.
+    :func:`hessian_dg.probes.rademacher_probe_mean` on the parameters' device,
+    drawn for the average loss first and then for each domain in order). A head
+    of one output (C = 1) is scored with binary cross-entropy on float targets,
+    as in Colored MNIST.
     ``detach_targets=False`` lets gradient flow through ``Abar`` and ``gbar``
     (then computed on the live ``theta`` and features); ``mean_over_domains=False``
     drops the 1/m: the form of the authors' Colored MNIST scripts.
@@ -81,7 +82,7 @@ def double_backprop_penalty(features, weight, bias, labels, sizes, kind, alpha, 
                 return total
             return probes.rademacher_probe_mean(
                 probe_sum, tuple(grad.shape), num_probes, generator, dtype=grad.dtype,
-                chunk_size=chunk_size)
+                device=grad.device, chunk_size=chunk_size)
         raise ValueError(kind)
 
     theta = torch.cat([weight, bias[:, None]], dim=1)
