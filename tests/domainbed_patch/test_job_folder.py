@@ -1,6 +1,11 @@
 """A job folder's files and states, a sweep's own folders, and the rule that only
 job_folder.py spells a job folder's file names."""
 import ast
+import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,7 @@ from domainbed_patch.job_folder import JobFolder
 BRIDGE = Path(job_folder.__file__).parent
 NAMES = (job_folder.RESULTS, job_folder.DONE_MARKER, job_folder.MODEL, job_folder.ERROR_LOG,
          job_folder.FAILED_MARKER, job_folder.DIAGNOSTICS, job_folder.SUBMITIT_LOGS,
-         job_folder.DIAGNOSE_LOGS)
+         job_folder.DIAGNOSE_LOGS, job_folder.RUNNING_MARKER, job_folder.INTERRUPTED_MARKER)
 
 
 def test_states(tmp_path):
@@ -25,9 +30,59 @@ def test_states(tmp_path):
     assert folder.state == job_folder.FAILED
     assert folder.last_error_line() == "ValueError: boom (marker)"
     folder.done_marker.write_text("done")
-    assert folder.state == job_folder.DONE
+    assert folder.state == job_folder.DONE_NO_RESULTS  # collect would drop it silently
+    folder.results.write_text("")
+    assert folder.state == job_folder.DONE_NO_RESULTS
+    folder.results.write_text('{"step": 0}\n')
+    assert folder.state == job_folder.DONE and folder.is_done
     assert {p.name for p in folder.leftovers()} == {
-        job_folder.RESULTS, job_folder.FAILED_MARKER, job_folder.DIAGNOSTICS}
+        job_folder.RESULTS, job_folder.FAILED_MARKER, job_folder.DIAGNOSTICS,
+        job_folder.INTERRUPTED_MARKER, job_folder.DONE_MARKER}
+
+
+def _ended_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_an_incomplete_jobs_attempt_is_read_from_its_running_marker(tmp_path):
+    """Running (a live process of this host), on another host (cannot be checked from
+    here), or interrupted or killed (a signal written down, a process gone, a reused
+    pid, no marker): only the last is rerun by a launch."""
+    folder = JobFolder(tmp_path / "job")
+    folder.path.mkdir()
+    assert folder.attempt == job_folder.STOPPED
+    assert folder.attempt_note().startswith("no job runner recorded")
+    folder.mark_running()
+    record = json.loads(folder.running_marker.read_text())
+    assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
+    assert record["process_start"] == job_folder.process_start(os.getpid()) is not None
+    assert folder.attempt == job_folder.RUNNING
+    assert folder.attempt_note() == f"running: pid {os.getpid()} on {socket.gethostname()}"
+    folder.running_marker.write_text(json.dumps({**record, "process_start": "1"}))
+    assert folder.attempt == job_folder.STOPPED  # the pid now names another process
+    folder.running_marker.write_text(json.dumps({**record, "pid": _ended_pid()}))
+    assert folder.attempt == job_folder.STOPPED
+    assert folder.attempt_note().startswith("killed: pid ")
+    folder.running_marker.write_text(json.dumps({**record, "host": "node-17"}))
+    assert folder.attempt == job_folder.OTHER_HOST
+    assert "node-17" in folder.attempt_note()
+    folder.running_marker.write_text("{torn")
+    assert folder.attempt == job_folder.STOPPED
+    folder.mark_running()
+    folder.mark_interrupted("SIGINT")
+    assert not folder.running_marker.exists() and folder.attempt == job_folder.STOPPED
+    assert folder.attempt_note() == "interrupted by SIGINT"
+    assert folder.state == job_folder.INCOMPLETE
+
+
+def test_a_zombie_is_not_alive():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    start = job_folder.process_start(process.pid)
+    os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # ended, not reaped
+    assert not job_folder.process_alive(process.pid, start)
+    process.wait()
 
 
 def test_job_folders_leave_out_the_sweeps_own(tmp_path):
