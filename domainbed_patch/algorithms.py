@@ -8,9 +8,10 @@ one Adam over all parameters, no warm-up) and minimise
     loss = Lbar + (1/m) sum_e [ alpha ||A_e - sg(Abar)||^2 + beta ||g_e - sg(gbar)||^2 ]
 
 over the training domains e = 1..m; they differ only by the curvature quantity
-``A`` (see :mod:`hessian_dg.alignment`). With a linear head (DomainBed's default)
-gradients and curvature come from exact closed forms; with
-``nonlinear_classifier=True`` from autograd (both chosen by
+``A`` (see :mod:`hessian_dg.alignment`), built by name by
+:func:`hessian_dg.penalty.curvature_quantity`, as for the public penalty. With a
+linear head (DomainBed's default) gradients and curvature come from exact closed
+forms; with ``nonlinear_classifier=True`` from autograd (both chosen by
 :func:`hessian_dg.penalty.hessian_alignment_penalty`).
 
 With a single training domain every alignment term is identically zero: the
@@ -38,8 +39,8 @@ from domainbed import networks  # noqa: E402
 
 from domainbed_patch import hparams as hparam_registry  # noqa: E402
 from domainbed_patch import registration  # noqa: E402
-from hessian_dg import alignment  # noqa: E402
-from hessian_dg.penalty import hessian_alignment_penalty  # noqa: E402
+from hessian_dg import penalty as public_penalty  # noqa: E402
+from hessian_dg import probes  # noqa: E402
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -50,7 +51,8 @@ class HessianAlignment(domainbed_algorithms.Algorithm):
     """Shared update of the Hessian-alignment algorithms.
 
     Subclasses set :meth:`make_curvature`, returning the curvature quantity
-    (a callable on a head, see :mod:`hessian_dg.alignment`) they align.
+    (a callable on a head, see :mod:`hessian_dg.alignment`) they align, made by
+    :func:`hessian_dg.penalty.curvature_quantity`.
     """
 
     def __init__(self, input_shape, num_classes, num_domains, hparams):
@@ -67,8 +69,7 @@ class HessianAlignment(domainbed_algorithms.Algorithm):
         # Probes come from this generator, seeded from the global RNG that
         # DomainBed seeds with --seed: runs are reproducible, and estimator
         # draws do not shift the data-loading or dropout streams.
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-        self.probe_generator = torch.Generator().manual_seed(seed)
+        self.probe_generator = probes.generator_from_global_rng()
         self.curvature = self.make_curvature()
 
     def make_curvature(self):
@@ -76,7 +77,7 @@ class HessianAlignment(domainbed_algorithms.Algorithm):
 
     def _penalty(self, features, logits, labels, sizes):
         """The alignment penalty for domains of ``sizes`` stacked in the batch."""
-        return hessian_alignment_penalty(
+        return public_penalty.hessian_alignment_penalty(
             self.classifier, features, labels, sizes, curvature=self.curvature,
             alpha=self.hparams["penalty_alpha"], beta=self.hparams["penalty_beta"],
             logits=logits)
@@ -119,7 +120,7 @@ class HGP(HessianAlignment):
     """Hessian-gradient-product alignment: ``A_e = H_e g_e`` (Hemati et al., 2023)."""
 
     def make_curvature(self):
-        return alignment.HessianGradientProduct()
+        return public_penalty.curvature_quantity("hgp")
 
 
 class Hutchinson(HessianAlignment):
@@ -132,9 +133,9 @@ class Hutchinson(HessianAlignment):
 
     def make_curvature(self):
         if self.hparams["hutchinson_exact"]:  # linear head: checked by the hparams
-            return alignment.ExactHessianDiagonal()
-        return alignment.HutchinsonDiagonal(
-            self.hparams["hutchinson_samples"], self.probe_generator,
+            return public_penalty.curvature_quantity("exact_diagonal")
+        return public_penalty.curvature_quantity(
+            "hutchinson", self.hparams["hutchinson_samples"], self.probe_generator,
             chunk_size=self.hparams["hutchinson_chunk_size"])
 
 

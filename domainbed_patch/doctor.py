@@ -16,7 +16,7 @@ def report(data_dir: str = "") -> tuple:
     import torch
 
     import hessian_dg
-    from domainbed_patch import startup
+    from domainbed_patch import registration, startup
 
     lines = [f"hessian-dg {hessian_dg.__version__}, Python {platform.python_version()}"]
     try:
@@ -48,8 +48,11 @@ def report(data_dir: str = "") -> tuple:
         lines.append(_line(hooked, "start-up hook installed" if hooked else
                            "start-up hook missing: reinstall with pip install -e ."))
         algorithms = locate.import_domainbed("algorithms").ALGORITHMS
-        registered = all(n in algorithms for n in ("HGP", "Hutchinson"))
-        lines.append(_line(registered, "HGP and Hutchinson in DomainBed's registry"))
+        names = registration.PLUGIN_ALGORITHMS
+        missing = [n for n in names if n not in algorithms]
+        lines.append(_line(not missing, f"{' and '.join(names)} in DomainBed's registry"
+                           + (f"; missing: {', '.join(missing)}" if missing else "")))
+        registered = not missing
         healthy = hooked and registered
 
     from domainbed_patch import dataset_layout

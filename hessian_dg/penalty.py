@@ -67,7 +67,9 @@ def curvature_quantity(name: str, num_probes: int = 300,
 
     ``"hutchinson"`` draws ``num_probes`` fresh probes per call from
     ``generator``. Without one, a generator is made here, seeded with one draw of
-    torch's global RNG (the only use of it; pass a generator to avoid it).
+    torch's global RNG (:func:`hessian_dg.probes.generator_from_global_rng`; pass
+    a generator to avoid it). The one construction of each quantity, for every
+    caller.
     """
     if name == "hgp":
         return alignment.HessianGradientProduct()
@@ -75,8 +77,7 @@ def curvature_quantity(name: str, num_probes: int = 300,
         return alignment.ExactHessianDiagonal()
     if name == "hutchinson":
         if generator is None:
-            seed = int(torch.randint(0, 2**62, (1,)).item())
-            generator = torch.Generator().manual_seed(seed)
+            generator = probes.generator_from_global_rng()
         return alignment.HutchinsonDiagonal(num_probes, generator, chunk_size=chunk_size)
     raise ValueError(f"unknown curvature {name!r}; choose one of {list(CURVATURES)}")
 

@@ -93,6 +93,17 @@ def chunk_sizes(num_probes: int, chunk_size: Optional[int]) -> list:
     return [size] * full + ([rest] if rest else [])
 
 
+def generator_from_global_rng() -> torch.Generator:
+    """A CPU generator seeded with one draw of torch's global RNG.
+
+    The one use of the global RNG in :mod:`hessian_dg`: a caller that passes no
+    generator still gets probes reproducible under ``torch.manual_seed``, and from
+    then on the probes draw from this generator alone.
+    """
+    seed = int(torch.randint(0, _SEED_BOUND, (1,)).item())
+    return torch.Generator().manual_seed(seed)
+
+
 def _generator_like(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
