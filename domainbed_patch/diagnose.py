@@ -6,8 +6,9 @@ whose algorithm predicts with DomainBed's ``classifier(featurizer(x))`` (ERM, CO
 Fishr, HGP, Hutchinson and most others), this module
 
 1. rebuilds the model from ``model.pkl`` (the final step's checkpoint, the one
-   DomainBed's oracle selection uses), without downloading ImageNet weights: the
-   state dict replaces them;
+   DomainBed's oracle selection uses), loaded without running code from it
+   (:mod:`domainbed_patch.checkpoint`), and without downloading ImageNet weights:
+   the state dict replaces them;
 2. rebuilds the job's splits from its seeds as DomainBed's train made them, with
    augmentation off, and takes the ``in`` split of every environment (the part
    DomainBed trains on, for training environments), subsampled to at most
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 from domainbed_patch import locate, validation
+from domainbed_patch.checkpoint import load_checkpoint
 from domainbed_patch.job_folder import DIAGNOSTICS as DIAGNOSTICS_FILE  # noqa: F401 - public
 from domainbed_patch.job_folder import JobFolder
 
@@ -209,7 +211,7 @@ def diagnose_job(job_dir, data_dir: Optional[str] = None,
                       "the job instead: sweep preset field diagnose = true")
     locate.ensure_domainbed_importable()
     from domainbed import algorithms
-    saved = torch.load(model_file, map_location=device, weights_only=False)
+    saved = load_checkpoint(model_file, map_location=device)
     args, hparams = saved["args"], saved["model_hparams"]
     if args["algorithm"] not in algorithms.ALGORITHMS:
         raise SkipJob(f"unknown algorithm {args['algorithm']!r}: DomainBed here does not "

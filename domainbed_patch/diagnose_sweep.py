@@ -5,9 +5,13 @@ preset's launcher (local, local_parallel, Slurm or submitit; ``--command_launche
 overrides): ``python -m domainbed_patch.diagnose_sweep --job_dir DIR ...`` writes
 that job's ``diagnostics.json`` (:mod:`domainbed_patch.diagnose`). Jobs already
 diagnosed are skipped, and a killed diagnose job leaves no file, so a relaunch
-finishes the rest; failed ones are retried. Jobs that cannot be diagnosed (no
-``model.pkl``, an algorithm DomainBed does not define, one that does not predict with
-``classifier(featurizer(x))``) are named with the reason; their notes, and the
+finishes the rest; failed ones are retried, and so are jobs diagnosed with another
+``--max_examples`` (said so; their ``diagnostics.json`` is replaced when the new one
+is written). Jobs that cannot be diagnosed (no ``model.pkl``, no readable record in
+``results.jsonl``, an algorithm DomainBed does not define, one that does not predict
+with ``classifier(featurizer(x))``) are named with the reason; a ``model.pkl`` that
+is corrupt or would run code (:mod:`domainbed_patch.checkpoint`) fails its job with
+one line. Notes of skipped jobs, and the
 errors of failed diagnose jobs, go to ``<sweep>/diagnose_logs/``, never into a
 job's folder. The table and figure of :mod:`domainbed_patch.report.diagnostics`
 close the run (``hessian-dg report`` shows them too).
@@ -25,10 +29,13 @@ from typing import List, Optional
 import torch
 
 from domainbed_patch import diagnose, launchers, locate, presets, validation
+from domainbed_patch.checkpoint import CheckpointError
 from domainbed_patch.job_folder import DIAGNOSE_LOGS as LOG_DIR
 from domainbed_patch.job_folder import DONE, FAILED, NOT_LAUNCHED, JobFolder, job_folders
 
 SKIPPED = "skipped"
+#: diagnosed, but with another --max_examples (or an unreadable diagnostics.json)
+STALE = "diagnosed with another --max_examples"
 
 
 @dataclass
@@ -48,10 +55,19 @@ class DiagnoseJob:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.note_path(state).write_text(text)
 
+    def recorded_max_examples(self):
+        """The ``max_examples`` its ``diagnostics.json`` was made with (None: all;
+        ``STALE`` when the file cannot be read)."""
+        try:
+            return json.loads(JobFolder(self.job_dir).diagnostics.read_text())["max_examples"]
+        except (OSError, ValueError, TypeError, KeyError):
+            return STALE
+
     @property
     def state(self) -> str:
         if JobFolder(self.job_dir).diagnostics.exists():
-            return DONE
+            wanted = self.max_examples or None
+            return DONE if self.recorded_max_examples() == wanted else STALE
         return next((s for s in (SKIPPED, FAILED) if self.note_path(s).exists()),
                     NOT_LAUNCHED)
 
@@ -73,18 +89,40 @@ def finished_jobs(input_dir: Path) -> List[Path]:
     return [p for p in job_folders(input_dir) if JobFolder(p).is_done]
 
 
+def recorded_args(job_dir: Path):
+    """``(args, None)``: the train arguments of the job's last readable record in
+    ``results.jsonl``; ``(None, why not)`` when there is none."""
+    results = JobFolder(job_dir).results
+    try:
+        lines = results.read_text(errors="replace").splitlines()
+    except OSError as error:
+        return None, f"its {results.name} cannot be read ({error.strerror})"
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("args"), dict):
+            return record["args"], None
+    return None, (f"its {results.name} holds no record with DomainBed's 'args' "
+                  f"({len(lines)} lines): not a DomainBed job folder, or a corrupt one")
+
+
 def _precheck(job_dir: Path, data_dir: str) -> Optional[str]:
     """Why a job cannot be diagnosed, when that shows without loading it; checks
     that its dataset is there (the doctor's message otherwise)."""
     folder = JobFolder(job_dir)
-    lines = folder.results.read_text().splitlines()
-    args = json.loads(lines[-1])["args"] if lines else {}
+    args, reason = recorded_args(job_dir)
+    if reason is not None:
+        return reason
     from domainbed import algorithms
     if args.get("algorithm") not in algorithms.ALGORITHMS:
         return f"unknown algorithm {args.get('algorithm')!r}: DomainBed here does not define it"
     if not folder.model.exists():
         return ("no model.pkl (trained with --skip_model_save?); diagnose it in the job "
                 "instead: sweep preset field diagnose = true")
+    if not isinstance(args.get("dataset"), str):
+        return f"its args name no dataset ({args.get('dataset')!r})"
     validation.check_data_dir(args["dataset"], data_dir or args.get("data_dir"))
     return None
 
@@ -105,6 +143,9 @@ def run_one(argv=None) -> int:
     except diagnose.SkipJob as reason:
         job.write_note(SKIPPED, f"{reason}\n")
         return 0
+    except CheckpointError as error:  # one line: nothing in the traceback helps
+        job.write_note(FAILED, f"{error}\n")
+        return 1
     except Exception:  # noqa: BLE001 - recorded for the summary, then reported
         job.write_note(FAILED, traceback.format_exc())
         return 1
@@ -134,14 +175,26 @@ def run(args) -> int:
     input_dir = Path(args.input_dir)
     if not input_dir.is_dir():
         raise validation.UsageError(f"--input_dir {args.input_dir!r} is not a folder")
+    if args.max_examples < 0:
+        raise validation.UsageError(f"--max_examples {args.max_examples}: must be an "
+                                    "integer >= 0 (examples per environment; 0: all)")
+    finished = finished_jobs(input_dir)
+    if not finished:
+        raise validation.UsageError(
+            f"--input_dir {args.input_dir!r} holds no finished job ({len(job_folders(input_dir))} "
+            "job folders, none with a done file): nothing to diagnose")
     locate.ensure_domainbed_importable()
     overrides = presets.parse_overrides(args.overrides)
     settings = dict(presets.load_preset(args.preset, overrides).launcher)
     name = args.command_launcher or settings.get("name", "local")
     launch = launchers.get_launcher(name)
     log_dir = input_dir / LOG_DIR
-    jobs = [DiagnoseJob(d, args.data_dir, args.max_examples, log_dir)
-            for d in finished_jobs(input_dir)]
+    jobs = [DiagnoseJob(d, args.data_dir, args.max_examples, log_dir) for d in finished]
+    stale = [job for job in jobs if job.state == STALE]
+    if stale:
+        print(f"{len(stale)} jobs were diagnosed with another --max_examples (or their "
+              f"{JobFolder(stale[0].job_dir).diagnostics.name} is unreadable): diagnosing "
+              f"them again with --max_examples {args.max_examples}")
     todo = []
     for job in jobs:
         if job.state in (DONE, SKIPPED):

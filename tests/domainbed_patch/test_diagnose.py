@@ -139,7 +139,8 @@ def test_job_body_records_failures_in_the_log_folder(tmp_path):
                              "--log_dir", str(log_dir)], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 1
-    assert "Traceback" in (log_dir / "job.failed").read_text()
+    note = (log_dir / "job.failed").read_text()
+    assert note.startswith(f"{job / 'model.pkl'}: not loaded (") and note.count("\n") == 1
     assert sorted(p.name for p in job.iterdir()) == ["model.pkl"]
     assert Path(log_dir / "job.failed").exists()
 
