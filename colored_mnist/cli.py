@@ -10,14 +10,19 @@ others run in ``--workers`` processes; the report (``results.md``, ``results.csv
 ``curves.png`` under ``<output_dir>/<setting>/``) is rewritten at the end.
 
 Bad input stops before any job with one line naming the bad value and the valid
-ones, exit status 2; a failed restart gives exit status 1 after the others ran.
+ones, exit status 2 (also: an ``--output_dir`` that is a file, a ``--train_size``
+that leaves a training environment of a restart empty, ``--report_only`` with
+nothing saved); a failed restart gives exit status 1 after the others ran.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import types
 from typing import List, Optional
+
+import numpy as np
 
 from colored_mnist import sources
 from colored_mnist.data import SETTINGS, VAL_SIZE
@@ -164,7 +169,11 @@ def _execute(args) -> int:
                f"{args.setting.replace('_', ' ')}"
                + (f", {args.train_size} training images" if args.train_size else ""))
     failed = 0
+    _check_output_dir(args)
     done, pending = runner.plan(spec, algorithms, args.restarts)  # reads no data
+    for path, problem in runner.unreadable_results(spec, pending):
+        print(f"{PROG}: warning: {path} is not a saved restart ({problem}): it runs again",
+              file=sys.stderr)
     finished = list(done)
     if pending and not args.report_only:
         images, classes = runner.load_data(args.dataset, args.data_dir)  # fail fast
@@ -174,6 +183,7 @@ def _execute(args) -> int:
                              f"{len(images)} images of the training file")
         if args.train_size is not None and args.train_size > pool:
             raise UsageError(f"--train_size {args.train_size}: at most {pool} here")
+        _check_training_sizes(args, classes, sorted({r for _, r in pending}))
         spec.data_fingerprint = sources.fingerprint(images, classes)
         done, pending = runner.plan(spec, algorithms, args.restarts)  # data checked too
         cores = runner.available_cores()
@@ -189,6 +199,11 @@ def _execute(args) -> int:
     if not args.no_report:
         written = report.write_report(args.output_dir, args.setting, caption,
                                       jobs=finished)
+        if written is None and args.report_only:
+            raise UsageError(f"--report_only: no saved restart of {', '.join(algorithms)} "
+                             f"under {os.path.join(args.output_dir, args.setting)}"
+                             + ("" if os.path.isdir(args.output_dir) else
+                                " (the folder does not exist)") + ": nothing to report")
         if written is None:
             print(f"no saved restarts under {args.output_dir}/{args.setting}: no report",
                   file=sys.stderr)
@@ -200,6 +215,48 @@ def _execute(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _check_output_dir(args) -> None:
+    """``--output_dir`` is a folder, or can be made one, and can be written to; checked
+    before any job, nothing made yet."""
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise UsageError(f"--output_dir {args.output_dir} is a file, not a folder; give "
+                         "a folder (made if missing)")
+    existing = os.path.abspath(args.output_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--output_dir {args.output_dir} cannot be made: {existing} is a "
+                         "file; give a folder (made if missing)")
+    if not args.report_only and not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--output_dir {args.output_dir}: {existing} is not writable; "
+                         "give a folder you can write to")
+
+
+def _check_training_sizes(args, classes, restarts: List[int]) -> None:
+    """Every training environment of every restart to run holds an image: how many
+    each gets depends on the setting, ``--train_size`` and the restart's shuffle."""
+    from colored_mnist.data import training_sizes
+    from colored_mnist.train import RestartSeeds
+
+    sizes = {r: training_sizes(classes, args.setting, RestartSeeds.of(args.seed, r).data,
+                               args.val_size) for r in restarts}
+    if not sizes:
+        return
+    pool = len(next(iter(sizes.values()))) - 1
+    length = args.train_size or pool
+    for restart, table in sizes.items():
+        if table[length].min() > 0:
+            continue
+        usable = np.all([(t > 0).all(axis=1) for t in sizes.values()], axis=0)
+        larger = np.nonzero(usable[length:])[0]
+        hint = (f"the smallest --train_size from {length} on that fills them all is "
+                f"{length + larger[0]}" if len(larger) else "no --train_size fills them all")
+        raise UsageError(
+            f"--train_size {length} with --setting {args.setting}: restart {restart}'s "
+            f"training environments would hold {table[length][0]} and {table[length][1]} "
+            f"images, and each needs at least one; {hint}")
 
 
 def run(args, prog: str = PROG) -> int:

@@ -122,6 +122,29 @@ def label_shift_indices(classes: torch.Tensor, p: float = LABEL_SHIFT_P
     return first, second
 
 
+def training_sizes(classes: np.ndarray, setting: str, seed: int,
+                   val_size: int = VAL_SIZE) -> np.ndarray:
+    """Images of (train 0, train 1) for every ``train_size`` L: row L of the
+    ``(pool + 1, 2)`` result, read from the classes alone (the same shuffle and
+    splits as :func:`build_environments`, no image touched). Label shift can leave
+    an environment empty at any L (train 1 at L = 2 when both images are of classes
+    < 5, or wherever ``round(0.97 L) + round(0.03 L) = L`` takes every image)."""
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown setting {setting!r}; valid settings: {', '.join(SETTINGS)}")
+    pool = min(TRAIN_POOL, len(classes) - val_size)
+    order = np.random.RandomState(seed).permutation(pool)
+    lengths = np.arange(pool + 1)
+    if setting == "correlation_shift":
+        first = (lengths + 1) // 2
+    else:
+        low = np.concatenate([[0], np.cumsum(classes[:pool][order] < 5)])
+        cut_low = np.round(LABEL_SHIFT_P * lengths)
+        cut_high = np.round((1 - LABEL_SHIFT_P) * lengths)
+        first = np.minimum(low, cut_low) + np.minimum(lengths - low, cut_high)
+    first = first.astype(np.int64)
+    return np.stack([first, lengths - first], axis=1)
+
+
 def build_environments(images: np.ndarray, classes: np.ndarray, setting: str, seed: int,
                        label_flip: float = 0.25, val_size: int = VAL_SIZE,
                        train_size: Optional[int] = None,

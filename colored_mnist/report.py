@@ -36,6 +36,41 @@ CURVES = (("train_nll", "train nll", False), ("penalty", "penalty (raw)", True),
           ("hessian_distance", "||H_0 - H_1||_F", True))
 
 
+def result_problem(result) -> Optional[str]:
+    """Why ``result`` (a restart file's JSON) is not a saved restart this module can
+    report; None when it is one."""
+    if not isinstance(result, dict):
+        return f"a JSON {type(result).__name__}, not an object"
+    final, log = result.get("final"), result.get("log")
+    if not isinstance(result.get("algorithm"), str) or type(result.get("restart")) is not int:
+        return "no 'algorithm' name and 'restart' number"
+    if not isinstance(final, dict) or not all(_is_number(final.get(m)) for m in METRICS):
+        return f"no 'final' object with {', '.join(METRICS)}"
+    if not _is_number(result.get("seconds")):
+        return "no 'seconds'"
+    if not isinstance(log, list) or not log or not all(
+            isinstance(e, dict) and type(e.get("step")) is int for e in log):
+        return "no 'log' of steps"
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_result(path: str):
+    """``(result, None)`` for a saved restart, ``(None, why not)`` otherwise."""
+    try:
+        with open(path) as handle:
+            result = json.load(handle)
+    except OSError as error:
+        return None, f"cannot be read: {error.strerror}"
+    except ValueError as error:
+        return None, f"not JSON: {error}"
+    problem = result_problem(result)
+    return (None, problem) if problem else (result, None)
+
+
 def load_results(output_dir: str, setting: str,
                  jobs: Optional[Iterable[Tuple[str, int]]] = None) -> Dict[str, List[dict]]:
     """Saved restarts by algorithm, in registry order, restarts in order.
@@ -50,12 +85,8 @@ def load_results(output_dir: str, setting: str,
         paths = [os.path.join(output_dir, setting, algorithm, f"restart_{restart}.json")
                  for algorithm, restart in jobs]
     for path in paths:
-        try:
-            with open(path) as handle:
-                result = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if "final" in result:
+        result, _ = read_result(path)
+        if result is not None:
             found.setdefault(result["algorithm"], []).append(result)
     order = [name for name in ALGORITHMS if name in found] + \
         sorted(name for name in found if name not in ALGORITHMS)

@@ -9,7 +9,8 @@ seeding scheme, and the fingerprint of the data it trained on) and its
 provenance (software versions, device). A later run over the same ``output_dir``,
 on this machine or another, skips every job whose file holds the same identity,
 so a killed run resumes with the missing restarts only; a file of *another*
-identity stops the run with one line rather than mixing results. Planning reads
+identity stops the run with one line rather than mixing results; a file that is
+not a saved restart (corrupt, tampered with) is named in a warning and run again. Planning reads
 no data: the data's fingerprint is checked once data is loaded for the jobs still
 to run (a run with nothing left to train needs no data at all). A job that
 raises is reported (its traceback goes to ``restart_<r>.error.txt`` beside) and
@@ -38,6 +39,7 @@ import torch
 from colored_mnist import sources
 from colored_mnist.errors import UsageError
 from colored_mnist.penalties import ALGORITHMS
+from colored_mnist.report import read_result
 from colored_mnist.train import SEEDING, RestartSeeds, TrainConfig, train_restart
 
 
@@ -123,14 +125,6 @@ def _git_commit() -> Optional[str]:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
 def write_json_atomic(path: str, payload: dict) -> None:
     """Write to a temporary file, then rename: a killed writer leaves no half file."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -150,8 +144,8 @@ def plan(spec: RunSpec, algorithms: List[str], restarts: int
     for restart in range(restarts):  # restart-major: partial runs cover every algorithm
         for algorithm in algorithms:
             path = result_path(spec.output_dir, spec.config.setting, algorithm, restart)
-            saved = _read_json(path) if os.path.exists(path) else None
-            if saved is None or "identity" not in saved:
+            saved = _read_saved(path)[0] if os.path.exists(path) else None
+            if saved is None:  # missing or not a saved restart: it runs again
                 pending.append((algorithm, restart))
                 continue
             wanted = job_identity(spec, algorithm, restart)
@@ -164,6 +158,29 @@ def plan(spec: RunSpec, algorithms: List[str], restarts: int
                                  "another --output_dir or delete the old results")
             done.append((algorithm, restart))
     return done, pending
+
+
+def _read_saved(path: str):
+    """``(result, None)`` for a saved restart with an identity, else ``(None, why)``."""
+    result, problem = read_result(path)
+    if problem is None:
+        identity = result.get("identity")
+        if not isinstance(identity, dict) or not isinstance(identity.get("config"), dict):
+            return None, "no 'identity' object with a 'config' object"
+    return result, problem
+
+
+def unreadable_results(spec: RunSpec, jobs: List[Tuple[str, int]]) -> List[Tuple[str, str]]:
+    """``(path, why)`` for each of ``jobs`` whose file exists but is not a saved
+    restart (corrupt, tampered with): :func:`plan` runs those again."""
+    found = []
+    for algorithm, restart in jobs:
+        path = result_path(spec.output_dir, spec.config.setting, algorithm, restart)
+        if os.path.exists(path):
+            problem = _read_saved(path)[1]
+            if problem is not None:
+                found.append((path, problem))
+    return found
 
 
 def _differences(old: dict, new: dict) -> str:
