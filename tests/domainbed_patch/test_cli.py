@@ -105,7 +105,8 @@ def test_unknown_flags_are_refused_except_by_train(capsys):
 
 @pytest.mark.integration
 def test_doctor_names_domainbed_commit_and_datasets(capsys, tmp_path):
-    (tmp_path / "PACS").mkdir()
+    from tests.domainbed_patch.image_folders import fake_paper_dataset
+    fake_paper_dataset(tmp_path, "PACS")  # the doctor checks its layout, not only its folder
     assert cli.main(["doctor", "--data_dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     from domainbed_patch.locate import PINNED_COMMIT
