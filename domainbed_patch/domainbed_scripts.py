@@ -10,6 +10,7 @@ when the process ends with it: ``new_process=True`` runs a script in its own.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
 import subprocess
@@ -64,6 +65,7 @@ def _add_train_flags(parser) -> None:
     parser.add_argument("--trial_seed", type=int, default=0)
     parser.add_argument("--test_envs", type=int, nargs="+", default=[0])
     parser.add_argument("--holdout_fraction", type=float, default=0.2)
+    parser.add_argument("--output_dir", default="train_output")
 
 
 def train(args) -> int:
@@ -75,11 +77,9 @@ def train(args) -> int:
 
     validation.check_names("algorithm", [args.algorithm], algorithms.ALGORITHMS)
     validation.check_names("dataset", [args.dataset], datasets.DATASETS)
-    n_envs = datasets.num_environments(args.dataset)
-    bad_envs = [e for e in args.test_envs if not 0 <= e < n_envs]
-    if bad_envs:
-        raise UsageError(f"--test_envs {bad_envs} out of range: {args.dataset} has "
-                         f"environments 0..{n_envs - 1}")
+    validation.check_test_envs(args.dataset, args.test_envs)
+    validation.check_holdout_fraction(args.holdout_fraction)
+    validation.check_output_dir(args.output_dir)
     overrides = validation.parse_hparams_json(args.hparams)
     validation.check_hparams(args.algorithm, args.dataset, overrides)
     validation.check_data_dir(args.dataset, args.data_dir)
@@ -89,11 +89,48 @@ def train(args) -> int:
     return run_domainbed_script("train", args.command_argv, new_process=True)
 
 
+@contextlib.contextmanager
+def tolerant_records(input_dir):
+    """While DomainBed's collect_results runs: its ``reporting.load_records`` reads
+    every job folder's ``results.jsonl`` as the report does (a corrupt or foreign
+    line is skipped with a warning on stderr, where DomainBed's stops with a
+    traceback); UsageError when no record is left."""
+    import warnings
+
+    from domainbed.lib import query, reporting
+
+    from domainbed_patch.job_folder import JobFolder, job_folders
+    from domainbed_patch.report.records import read_records
+
+    def load_records(path):
+        found = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for folder in job_folders(path):
+                if JobFolder(folder).results.is_file():
+                    found += read_records(JobFolder(folder).results)[0]
+        for warning in caught:
+            print(f"hessian-dg collect: warning: {warning.message}", file=sys.stderr)
+        return query.Q(found)
+
+    records = load_records(input_dir)
+    if not records:
+        raise UsageError(f"--input_dir {str(input_dir)!r} holds no DomainBed record (no job "
+                         "folder with a readable results.jsonl): nothing to collect")
+    original = reporting.load_records
+    reporting.load_records = lambda path: records
+    try:
+        yield
+    finally:
+        reporting.load_records = original
+
+
 def collect(args) -> int:
     if not os.path.isdir(args.input_dir):
         raise UsageError(f"--input_dir {args.input_dir!r} is not a folder")
     locate.ensure_domainbed_importable()
-    return run_domainbed_script("collect_results", args.command_argv)
+    with tolerant_records(args.input_dir):
+        return run_domainbed_script("collect_results", args.command_argv)
 
 
 def add_parser(subparsers) -> None:

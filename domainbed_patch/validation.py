@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import os
 from typing import Dict, Iterable, List, Optional
 
@@ -127,6 +128,7 @@ def check_hparams(algorithm: str, dataset: str, overrides: dict,
             raise UsageError(
                 f"hparam {key}={value!r} is a {type(value).__name__}, but {algorithm} on "
                 f"{dataset} expects a {type(merged[key]).__name__} (default {merged[key]!r})")
+    check_hparam_ranges(algorithm, dataset, overrides)
     merged.update(overrides)
     if algorithm in plugin_hparams.HPARAMS:
         try:
@@ -174,6 +176,7 @@ def smallest_training_split(dataset: str, test_envs, holdout_fraction: float,
 
 
 def check_batch_size(dataset: str, test_envs, holdout_fraction: float, hparams: dict) -> None:
+    check_holdout_examples(dataset, holdout_fraction, hparams)
     size = smallest_training_split(dataset, test_envs, holdout_fraction, hparams)
     batch = hparams.get("batch_size")
     if size is not None and batch is not None and batch > size:
@@ -182,3 +185,82 @@ def check_batch_size(dataset: str, test_envs, holdout_fraction: float, hparams: 
             f"{dataset} (holdout_fraction {holdout_fraction}): DomainBed's train would "
             f"wait forever for a full batch. Pass --hparams '{{\"batch_size\": {size}}}' "
             f"or smaller")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+#: hparam -> (check, what is valid): ranges DomainBed's train does not check, the same
+#: for ``train --hparams`` and a sweep's ``[hparams]`` (both reach :func:`check_hparams`).
+HPARAM_RANGES = {
+    "batch_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                   "an integer >= 1"),
+    "lr": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+}
+
+
+def check_hparam_ranges(algorithm: str, dataset: str, hparams: dict) -> None:
+    for key, (check, valid) in HPARAM_RANGES.items():
+        if key in hparams and not check(hparams[key]):
+            raise UsageError(f"hparam {key}={hparams[key]!r} is out of range for "
+                             f"{algorithm} on {dataset}: expected {valid}")
+
+
+def is_fraction(value) -> bool:
+    """A holdout fraction: a number strictly between 0 and 1 (NaN is not)."""
+    return _is_number(value) and 0 < value < 1
+
+
+def check_holdout_fraction(value, flag: str = "--holdout_fraction") -> None:
+    if not is_fraction(value):
+        raise UsageError(f"{flag} {value}: must be a number in (0, 1), the fraction of "
+                         "each environment DomainBed holds out for validation (default 0.2)")
+
+
+def check_holdout_examples(dataset: str, holdout_fraction: float, hparams: dict) -> None:
+    """Every environment's held-out split holds an example, where sizes are known:
+    DomainBed's accuracy on an empty split divides by zero."""
+    check_holdout_fraction(holdout_fraction, "holdout_fraction")
+    if not split_sizes_known(dataset):
+        return
+    from domainbed import datasets
+    smallest = min(len(env) for env in datasets.get_dataset_class(dataset)("", [], hparams))
+    if int(smallest * holdout_fraction) < 1:
+        raise UsageError(
+            f"holdout_fraction {holdout_fraction} holds out no example of {dataset}'s "
+            f"smallest environment ({smallest} examples): DomainBed's evaluation would "
+            f"divide by zero. Use at least {1 / smallest:.4g}")
+
+
+def check_test_envs(dataset: str, test_envs, flag: str = "--test_envs") -> None:
+    """Test environments exist, and leave at least one environment to train on."""
+    from domainbed import datasets
+    count = datasets.num_environments(dataset)
+    bad = [e for e in test_envs if not 0 <= e < count]
+    if bad:
+        raise UsageError(f"{flag} {bad} out of range: {dataset} has environments "
+                         f"0..{count - 1}")
+    if set(range(count)) <= set(test_envs):
+        raise UsageError(f"{flag} {list(test_envs)}: every environment of {dataset} "
+                         f"(0..{count - 1}) would be a test environment, none left to "
+                         "train on; leave at least one out")
+
+
+def check_output_dir(path, flag: str = "--output_dir") -> None:
+    """``path`` is a folder, or can be made one, and is writable; nothing is made."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path} is a file, not a folder; give a folder (made if "
+                         "missing)")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"{flag} {path} cannot be made: {existing} is a file; give a "
+                         "folder (made if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: {existing} is not writable; give a folder you "
+                         "can write to")

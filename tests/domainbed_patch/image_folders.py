@@ -27,3 +27,20 @@ def write_image_folder(root, domains, classes, per_class: int = 3, seed: int = 0
             for i in range(per_class):
                 (folder / f"{i}.png").write_bytes(png_bytes(seed + 1000 * d + 100 * c + i))
     return root
+
+
+def fake_paper_dataset(data_dir, dataset, empty_files=False) -> Path:
+    """The folders of ``dataset_layout.PAPER_LAYOUTS[dataset]`` under ``data_dir``, with
+    one tiny PNG (or, ``empty_files``, one empty ``0.jpg``) per class."""
+    from domainbed_patch.dataset_layout import PAPER_LAYOUTS
+    from domainbed_patch.validation import DATASET_FOLDERS
+    expected = PAPER_LAYOUTS[dataset]
+    root = Path(data_dir) / DATASET_FOLDERS[dataset][0]
+    classes = [f"class{i:03d}" for i in range(expected.n_classes)]
+    if not empty_files:
+        return write_image_folder(root, expected.domains, classes, per_class=1)
+    for domain in expected.domains:
+        for cls in classes:
+            (root / domain / cls).mkdir(parents=True)
+            (root / domain / cls / "0.jpg").touch()
+    return root

@@ -2,8 +2,7 @@
 import pytest
 
 from domainbed_patch import dataset_layout as layout
-from domainbed_patch.validation import DATASET_FOLDERS
-from tests.domainbed_patch.image_folders import write_image_folder
+from tests.domainbed_patch.image_folders import fake_paper_dataset, write_image_folder
 
 DOMAINS = ["alpha", "beta", "gamma"]
 CLASSES = ["cat", "dog"]
@@ -73,20 +72,6 @@ def test_one_domain_or_none_is_refused(tmp_path):
     assert "holds 0 domain folder(s) (none)" in none
     absent = tmp_path / "absent"
     assert layout.layout_problems(absent) == [f"{absent}/ is not a folder"]
-
-
-def fake_paper_dataset(data_dir, dataset, empty_files=False):
-    """The folders of PAPER_LAYOUTS[dataset], one image (or empty file) per class."""
-    expected = layout.PAPER_LAYOUTS[dataset]
-    root = data_dir / DATASET_FOLDERS[dataset][0]
-    classes = [f"class{i:03d}" for i in range(expected.n_classes)]
-    if empty_files:
-        for domain in expected.domains:
-            for cls in classes:
-                (root / domain / cls).mkdir(parents=True)
-                (root / domain / cls / "0.jpg").touch()
-        return root
-    return write_image_folder(root, expected.domains, classes, per_class=1)
 
 
 def test_the_table_holds_the_five_paper_datasets_with_domainbeds_folders():
