@@ -5,9 +5,18 @@
 DomainBed's own logging, ``out.txt``/``err.txt``, apply as usual). On an exception
 it appends the traceback to ``err.txt`` and writes a ``failed`` marker holding the
 last line, so ``hessian-dg sweep status`` can tell a failed job from a running or
-killed one. A job already ``done`` is skipped; leftovers of an earlier attempt
-(a requeued or relaunched job) are cleared first, since DomainBed's train appends
-to ``results.jsonl``.
+killed one. A job already ``done`` (with results) is skipped; otherwise the runner
+makes the job's folder (a job never started has none: "not launched"), clears the
+leftovers of an earlier attempt (a requeued, relaunched, interrupted or killed job:
+DomainBed's train appends to ``results.jsonl``) and writes a ``running`` marker
+(host, pid, process start time), removed when the job ends. A job whose marker
+names a live process of this host is left to it (two launches of one sweep).
+
+SIGINT (Ctrl-C in the terminal, which reaches the whole process group) or SIGTERM
+(``scancel``, a launcher stopping its jobs) stops the job as *interrupted*, not
+failed, whatever error the interrupt caused on its way out (a data-loader worker
+that died with it, say): an ``interrupted`` marker names the signal, the exit
+status is 128 + the signal's number, and the next launch runs the job again.
 
 ``--diagnose_max_examples N``, which comes first and never reaches DomainBed's
 train (its arguments name the job's folder), asks for the transfer quantities of
@@ -16,12 +25,13 @@ train (its arguments name the job's folder), asks for the transfer quantities of
 stays done.
 """
 import os
+import signal
 import sys
 import time
 import traceback
 
 from domainbed_patch.domainbed_scripts import run_domainbed_script
-from domainbed_patch.job_folder import JobFolder
+from domainbed_patch.job_folder import RUNNING, JobFolder
 
 DIAGNOSE_FLAG = "--diagnose_max_examples"
 #: What DomainBed's train leaves at module level that in-job diagnostics read.
@@ -37,6 +47,24 @@ def _output_dir(argv):
         if arg == "--output_dir":
             return argv[i + 1]
     raise SystemExit("domainbed_patch.job_runner: --output_dir is required")
+
+
+class Interrupts:
+    """SIGINT and SIGTERM raise KeyboardInterrupt once, and are remembered; a second
+    signal (the terminal's and a launcher's, say) is ignored while the job winds down."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            return
+        self.received = signal.Signals(signum)
+        raise KeyboardInterrupt(self.received.name)
 
 
 def _write_failed(output_dir, line):
@@ -90,29 +118,52 @@ def main(argv=None) -> int:
         max_examples, argv = int(argv[1]), argv[2:]
     output_dir = _output_dir(argv)
     folder = JobFolder(output_dir)
-    if folder.is_done:
+    if folder.is_done and folder.has_results:
         print(f"{output_dir}: already done, skipped")
         if max_examples is not None and not folder.diagnostics.exists():
             _diagnose_saved(output_dir, max_examples)  # killed while diagnosing
         return 0
+    if folder.attempt == RUNNING:  # a live process of this host holds the job
+        print(f"{output_dir}: already running ({folder.attempt_note()}), left to it")
+        return 0
+    interrupts = Interrupts()
+    try:
+        return _run(folder, argv, max_examples, interrupts)
+    except KeyboardInterrupt:  # before or after the training's own handler
+        if interrupts.received is None:
+            raise
+        if folder.path.is_dir():  # else stopped before it made its folder: not launched
+            folder.mark_interrupted(interrupts.received.name)
+        return 128 + interrupts.received
+
+
+def _run(folder: JobFolder, argv, max_examples, interrupts: Interrupts) -> int:
+    output_dir = str(folder.path)
     os.makedirs(output_dir, exist_ok=True)
     for path in folder.leftovers():
         if path.exists():
             path.unlink()
+    folder.mark_running()
     namespace, start = {}, time.perf_counter()
     try:
         code = run_domainbed_script("train", argv, namespace=namespace)
     except BaseException as error:  # noqa: BLE001 - recorded, then reported by status
         text = traceback.format_exc()
+        if interrupts.received is not None:  # whatever the interrupt raised on its way
+            folder.append_error(f"interrupted by {interrupts.received.name}:\n{text}")
+            folder.mark_interrupted(interrupts.received.name)
+            return 128 + interrupts.received
         sys.stderr.write(text)
         folder.append_error(text)
         last = traceback.format_exception_only(type(error), error)[-1].strip()
         _write_failed(output_dir, last)
+        folder.clear_running()
         return 1
     if code != 0:
         _write_failed(output_dir, f"exit status {code}")
     elif max_examples is not None:
         _diagnose(namespace, output_dir, max_examples, time.perf_counter() - start)
+    folder.clear_running()
     return code
 
 

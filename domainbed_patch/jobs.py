@@ -6,8 +6,9 @@ with ``python -m domainbed.scripts.sweep`` with the same arguments share folders
 Per job, the protocol's fixed hparams (:mod:`domainbed_patch.protocol`) and the
 preset's ``[hparams]`` are merged into ``--hparams``.
 
-A job's folder, its files and its states (done, failed, incomplete, not launched)
-are :mod:`domainbed_patch.job_folder`'s.
+A job's folder, its files and its states (done, failed, incomplete, not launched,
+done without results) and what an incomplete job's attempt is (running, on another
+host, interrupted or killed) are :mod:`domainbed_patch.job_folder`'s.
 """
 from __future__ import annotations
 
@@ -21,11 +22,16 @@ from typing import List, Optional
 
 from domainbed_patch import protocol as protocols
 from domainbed_patch.job_folder import (  # noqa: F401 - the states, for users of jobs
+    ATTEMPTS,
     DONE,
+    DONE_NO_RESULTS,
     FAILED,
     INCOMPLETE,
     NOT_LAUNCHED,
+    OTHER_HOST,
+    RUNNING,
     STATES,
+    STOPPED,
     JobFolder,
 )
 
@@ -45,6 +51,11 @@ class SweepJob:
     @property
     def state(self) -> str:
         return self.folder.state
+
+    @property
+    def attempt(self) -> str:
+        """For an incomplete job: running, on another host, or interrupted or killed."""
+        return self.folder.attempt
 
     def command(self) -> List[str]:
         """The job as an argv: DomainBed's train behind the failure-recording runner,
@@ -99,8 +110,19 @@ def job_hparams(job: SweepJob) -> dict:
 
 
 def summary_line(jobs) -> str:
-    counts = collections.Counter(job.state for job in jobs)
-    return f"{len(jobs)} jobs: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES)
+    """``N jobs: a done, b failed, c incomplete (...), d not launched[, e done without
+    results]``: the incomplete ones split by attempt, the last state only if any."""
+    states = [job.state for job in jobs]
+    counts = collections.Counter(states)
+    parts = [f"{counts.get(s, 0)} {s}" for s in STATES if s != DONE_NO_RESULTS]
+    if counts[INCOMPLETE]:
+        attempts = collections.Counter(job.attempt for job, state in zip(jobs, states)
+                                       if state == INCOMPLETE)
+        parts[STATES.index(INCOMPLETE)] += " (" + ", ".join(
+            f"{attempts[a]} {a}" for a in ATTEMPTS if attempts[a]) + ")"
+    if counts[DONE_NO_RESULTS]:
+        parts.append(f"{counts[DONE_NO_RESULTS]} {DONE_NO_RESULTS}")
+    return f"{len(jobs)} jobs: " + ", ".join(parts)
 
 
 def find_jobs(jobs, state: str) -> List[SweepJob]:

@@ -11,6 +11,17 @@
   testing a cluster set-up on one machine); waits for its jobs.
 
 A job that fails never stops the others: each job is its own process.
+
+Ctrl-C (SIGINT; the terminal sends it to the launcher and its jobs alike) stops
+launching: no queued job starts. A blocking launcher then stops its running jobs
+with SIGINT (``local_parallel``: each job; ``submitit_local``: each job's
+controller, which passes it on), waits up to :data:`STOP_GRACE_S` seconds for them
+to write down that they were interrupted (a second Ctrl-C or the end of the wait
+kills them) and raises ``KeyboardInterrupt`` for the sweep command to report.
+DomainBed's ``local`` runs one job at a time with ``subprocess.call``, which kills
+that job when the launcher is interrupted; DomainBed's ``multi_gpu`` leaves its
+jobs to the terminal's signal. An interrupted or killed job runs again on the
+next launch (:mod:`domainbed_patch.job_runner`).
 """
 from __future__ import annotations
 
@@ -19,8 +30,10 @@ import contextlib
 import functools
 import os
 import shlex
+import signal
 import subprocess
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import sys
+import time
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -38,32 +51,68 @@ def _run_with_domainbed(name: str, jobs, settings, log_dir) -> None:
     _domainbed_registry()[name]([shlex.join(job.command()) for job in jobs])
 
 
+#: Seconds an interrupted launcher waits for its running jobs to stop.
+STOP_GRACE_S = 30.0
+POLL_S = 0.2
+
+
+def stop_processes(processes, grace: float = STOP_GRACE_S) -> None:
+    """SIGINT to each live process, then wait up to ``grace`` seconds; kill what is
+    left (or everything, on another Ctrl-C)."""
+    live = [p for p in processes if p.poll() is None]
+    for process in live:
+        with contextlib.suppress(OSError):
+            process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    try:
+        for process in live:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        for process in live:
+            with contextlib.suppress(OSError):
+                process.kill()
+            process.wait()
+
+
 def local_parallel(jobs, settings, log_dir) -> None:
-    """Run on this machine, ``max_parallel`` at a time, with a progress bar."""
+    """Run on this machine, ``max_parallel`` at a time, with a progress bar; on Ctrl-C
+    start no more and stop the running ones (see the module)."""
     import tqdm
     parallel = int(settings.get("max_parallel", 1))
     env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel)), **os.environ}
     env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
 
-    counts = collections.Counter()
-    with ThreadPoolExecutor(max_workers=parallel) as pool, \
-            tqdm.tqdm(total=len(jobs), unit="job", desc="sweep") as bar:
-        running = {pool.submit(subprocess.run, job.command(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=env, check=False): job
-                   for job in jobs}
-        for future in as_completed(running):
-            future.result()  # raises what the job's thread raised
-            counts[running[future].state] += 1
-            bar.set_postfix(done=counts[DONE], failed=counts[FAILED])
-            bar.update(1)
+    counts, queue, running = collections.Counter(), list(jobs), {}
+    with tqdm.tqdm(total=len(jobs), unit="job", desc="sweep") as bar:
+        try:
+            while queue or running:
+                while queue and len(running) < parallel:
+                    job = queue.pop(0)
+                    process = subprocess.Popen(job.command(), stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL, env=env)
+                    running[process] = job
+                for process in [p for p in running if p.poll() is not None]:
+                    counts[running.pop(process).state] += 1
+                    bar.set_postfix(done=counts[DONE], failed=counts[FAILED])
+                    bar.update(1)
+                time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            stop_processes(running)
+            raise
 
 
 class TrainCommand:
     """A picklable job body for submitit: runs one job's command; ``checkpoint``
-    requeues it on preemption or timeout (the job runner clears the partial attempt)."""
+    requeues it on preemption or timeout (the job runner clears the partial attempt).
+    An interrupt here is passed on to the job, which records it."""
 
     def __call__(self, command: List[str]) -> int:
-        return subprocess.run(command, check=False).returncode
+        process = subprocess.Popen(command)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            stop_processes([process])
+            raise
 
     def checkpoint(self, command: List[str]):
         import submitit
@@ -105,14 +154,56 @@ def slurm(jobs, settings, log_dir) -> None:
 
 
 def submitit_local(jobs, settings, log_dir) -> None:
-    """submitit's local executor; waits for every job, with a progress bar."""
+    """submitit's local executor; waits for every job, with a progress bar; on Ctrl-C
+    cancels them all (submitit passes SIGINT on to each) and waits for them to end."""
     import tqdm
-    submitted = _submit(jobs, settings, log_dir, "local")
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    with _stderr_to(Path(log_dir) / CONTROLLER_LOG):
+        submitted = _submit(jobs, settings, log_dir, "local")
     with tqdm.tqdm(total=len(submitted), unit="job", desc="sweep") as bar:
-        for job in submitted:
-            with contextlib.suppress(Exception):  # the job's log says why; status reports it
-                job.result()
-            bar.update(1)
+        try:
+            for job in submitted:
+                with contextlib.suppress(Exception):  # the job's log says why; status tells
+                    job.result()
+                bar.update(1)
+        except KeyboardInterrupt:
+            _cancel(submitted)
+            raise
+
+
+#: Where submitit's local job controllers write (a Ctrl-C ends each with a traceback).
+CONTROLLER_LOG = "controllers.err"
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Processes started inside inherit ``path`` as their stderr; this one keeps its own."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _cancel(submitted, grace: float = STOP_GRACE_S) -> None:
+    for job in submitted:
+        with contextlib.suppress(Exception):
+            job.cancel(check=False)
+    deadline = time.monotonic() + grace
+    with contextlib.suppress(KeyboardInterrupt):
+        while time.monotonic() < deadline and not all(_ended(job) for job in submitted):
+            time.sleep(POLL_S)
+
+
+def _ended(job) -> bool:
+    try:
+        return job.done()
+    except Exception:  # noqa: BLE001 - a job submitit cannot read any more has ended
+        return True
 
 
 OUR_LAUNCHERS: Dict[str, Callable] = {

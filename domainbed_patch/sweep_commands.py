@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -41,11 +44,14 @@ def add_parser(subparsers) -> None:
                         help="plan: seconds per training step, for the compute estimate")
     parser.add_argument("--skip_confirmation", action="store_true")
     parser.add_argument("--retry_failed", action="store_true",
-                        help="launch: run failed jobs again too (incomplete ones may still "
-                        "be running: clear them with delete_incomplete first)")
+                        help="launch: run failed jobs again too")
+    parser.add_argument("--retry_incomplete", action="store_true",
+                        help="launch: also rerun incomplete jobs started on another host "
+                        "(a Slurm node: only once they no longer run there); interrupted "
+                        "or killed jobs of this host are always rerun")
     parser.add_argument("--no_collect", action="store_true",
                         help="launch: do not print DomainBed's results table at the end")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run_command)
 
 
 def overrides_from_args(args) -> dict:
@@ -146,13 +152,38 @@ def plan(preset, jobs, seconds_per_step: Optional[float]) -> None:
 
 
 def status(jobs) -> None:
-    for state in (sweep_jobs.FAILED, sweep_jobs.INCOMPLETE):
-        for job in sweep_jobs.find_jobs(jobs, state):
-            line = f"{state}: {job.output_dir} ({job.describe()})"
-            if state == sweep_jobs.FAILED:
-                line += f"\n    last error line: {job.last_error_line()}"
-            print(line)
+    """One line per job that is not done or not launched, then the counts."""
+    for job in jobs:
+        state = job.state
+        if state == sweep_jobs.FAILED:
+            print(f"failed: {job.output_dir} ({job.describe()})\n"
+                  f"    last error line: {job.last_error_line()}")
+        elif state == sweep_jobs.INCOMPLETE:
+            print(f"incomplete ({job.folder.attempt_note()}; {_incomplete_fate(job)}): "
+                  f"{job.output_dir} ({job.describe()})")
+        elif state == sweep_jobs.DONE_NO_RESULTS:
+            print(f"{state}: {job.output_dir} ({job.describe()}): a done marker but no "
+                  f"{job_folder.RESULTS}, so collect leaves the job out; launch reruns it, "
+                  "delete_incomplete clears it")
     print(sweep_jobs.summary_line(jobs))
+
+
+def _incomplete_fate(job) -> str:
+    return {sweep_jobs.RUNNING: "left to it",
+            sweep_jobs.OTHER_HOST: "launch leaves it, --retry_incomplete reruns it",
+            sweep_jobs.STOPPED: "launch reruns it"}[job.attempt]
+
+
+def to_relaunch(job, retry_failed: bool, retry_incomplete: bool) -> bool:
+    """Whether ``launch`` runs ``job``: not launched, interrupted or killed here, done
+    without results; failed with ``--retry_failed``; started on another host with
+    ``--retry_incomplete``; never a job a live process of this host runs."""
+    state = job.state
+    if state == sweep_jobs.INCOMPLETE:
+        return job.attempt == sweep_jobs.STOPPED or (
+            retry_incomplete and job.attempt == sweep_jobs.OTHER_HOST)
+    return state in (sweep_jobs.NOT_LAUNCHED, sweep_jobs.DONE_NO_RESULTS) or (
+        retry_failed and state == sweep_jobs.FAILED)
 
 
 def _confirm(message: str, skip: bool) -> bool:
@@ -167,22 +198,31 @@ def collect(output_dir) -> None:
 
 
 def launch(preset, jobs, args) -> int:
-    wanted = (sweep_jobs.NOT_LAUNCHED, sweep_jobs.FAILED) if args.retry_failed else \
-        (sweep_jobs.NOT_LAUNCHED,)
-    to_launch = [job for job in jobs if job.state in wanted]
+    """Run the jobs :func:`to_relaunch` picks; each job's folder is made when it starts.
+    Ctrl-C: no more jobs start, running ones stop as interrupted, exit 130."""
+    to_launch = [job for job in jobs if to_relaunch(job, args.retry_failed,
+                                                    getattr(args, "retry_incomplete", False))]
     print(f"{sweep_jobs.summary_line(jobs)}; launching {len(to_launch)}.")
+    chosen = {id(job) for job in to_launch}
+    left = [job for job in jobs
+            if id(job) not in chosen and job.state == sweep_jobs.INCOMPLETE]
+    if left:
+        print(f"{len(left)} incomplete jobs left alone: running here, or started on another "
+              "host (`hessian-dg sweep status` says which; --retry_incomplete reruns those "
+              "once they no longer run there, delete_incomplete clears them).")
     if to_launch:
         if len(to_launch) > 50 and not _confirm(f"Launch {len(to_launch)} jobs?",
                                                args.skip_confirmation):
             print("Nothing launched.")
             return 1
-        for job in to_launch:
-            job.output_dir.mkdir(parents=True, exist_ok=True)
         name = preset.launcher.get("name", "local")
         log_dir = Path(preset.launcher.get("log_dir") or
                        Path(preset.output_dir) / job_folder.SUBMITIT_LOGS)
         job_folder.record_log_folder(preset.output_dir, log_dir)
-        launchers.get_launcher(name)(to_launch, preset.launcher, log_dir)
+        try:
+            launchers.get_launcher(name)(to_launch, preset.launcher, log_dir)
+        except KeyboardInterrupt:
+            return interrupted(jobs, args)
         if name not in launchers.BLOCKING:
             return 0
     status(jobs)
@@ -191,9 +231,44 @@ def launch(preset, jobs, args) -> int:
     return 1 if sweep_jobs.find_jobs(jobs, sweep_jobs.FAILED) else 0
 
 
+#: Exit status after Ctrl-C (128 + SIGINT), as a shell reports it.
+INTERRUPTED_STATUS = 130
+
+
+def interrupted(jobs, args, grace: float = launchers.STOP_GRACE_S) -> int:
+    """After Ctrl-C: wait (up to ``grace`` s) for this host's jobs to stop, then say
+    where each job stands and how to resume."""
+    print("\nInterrupted: no more jobs are launched; stopping the running ones.",
+          flush=True)
+    deadline = time.monotonic() + grace
+    with contextlib.suppress(KeyboardInterrupt):
+        while time.monotonic() < deadline and any(
+                j.state == sweep_jobs.INCOMPLETE and j.attempt == sweep_jobs.RUNNING
+                for j in jobs):
+            time.sleep(launchers.POLL_S)
+    status(jobs)
+    print(f"To resume: {resume_command(args)}\n(done jobs are kept; interrupted, killed "
+          "and not launched jobs run)")
+    return INTERRUPTED_STATUS
+
+
+def resume_command(args) -> str:
+    argv = getattr(args, "command_argv", None)
+    if argv and argv[0] == "launch":
+        return shlex.join(["hessian-dg", "sweep", *argv])
+    return "the same `hessian-dg sweep launch` command"
+
+
 def delete_incomplete(jobs, args) -> int:
-    stale = [j for j in jobs if j.state in (sweep_jobs.INCOMPLETE, sweep_jobs.FAILED)]
-    print(f"About to delete {len(stale)} incomplete or failed jobs.")
+    """Delete failed, done-without-results and incomplete jobs, except those a live
+    process of this host runs."""
+    running = [j for j in jobs if j.state == sweep_jobs.INCOMPLETE
+               and j.attempt == sweep_jobs.RUNNING]
+    stale = [j for j in jobs if j.state in (sweep_jobs.INCOMPLETE, sweep_jobs.FAILED,
+                                            sweep_jobs.DONE_NO_RESULTS) and j not in running]
+    if running:
+        print(f"{len(running)} jobs are running on this host: left alone (stop them first).")
+    print(f"About to delete {len(stale)} incomplete, failed or done-without-results jobs.")
     if stale and not _confirm("Delete them?", args.skip_confirmation):
         return 1
     for job in stale:
@@ -216,3 +291,13 @@ def run(args) -> int:
     check_jobs(preset, jobs)
     os.makedirs(preset.output_dir, exist_ok=True)
     return launch(preset, jobs, args)
+
+
+def run_command(args) -> int:
+    """:func:`run`; Ctrl-C outside the launcher (while checking, say): one line, 130."""
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("\nInterrupted; `hessian-dg sweep status` says where each job stands.",
+              file=sys.stderr)
+        return INTERRUPTED_STATUS
