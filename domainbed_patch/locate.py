@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from domainbed_patch.errors import UserError
+
 PINNED_COMMIT = "b93c22a1cfc3b2428398272c1a116c8de1f4139e"
 REPOSITORY_URL = "https://github.com/facebookresearch/DomainBed"
 ROOT_VARIABLE = "DOMAINBED_ROOT"
@@ -31,7 +33,7 @@ ROOT_VARIABLE = "DOMAINBED_ROOT"
 COMMIT_FILE = "HESSIAN_DG_COMMIT"
 
 
-class DomainBedNotFoundError(ImportError):
+class DomainBedNotFoundError(UserError, ImportError):
     """DomainBed could be found by none of the three ways."""
 
 

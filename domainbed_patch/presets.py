@@ -24,6 +24,7 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
+from domainbed_patch.errors import UserError
 from sweeps import PRESET_DIR, preset_names
 
 DEFAULT_PRESET = "smoke"
@@ -32,7 +33,7 @@ TASKS = ("domain_generalization", "domain_adaptation")
 REQUIRED = object()  # a field without a default
 
 
-class PresetError(ValueError):
+class PresetError(UserError, ValueError):
     """A preset file or override is not valid."""
 
 
@@ -125,6 +126,8 @@ def preset_path(name_or_path: str) -> Path:
     """A shipped preset's file from its name, or the given ``.toml`` path."""
     if name_or_path.endswith(".toml") or "/" in name_or_path:
         path = Path(name_or_path)
+        if path.is_dir():
+            raise PresetError(f"preset file {name_or_path} is a folder, not a .toml file")
         if not path.is_file():
             raise PresetError(f"preset file {name_or_path} does not exist")
         return path
@@ -216,7 +219,12 @@ def load_preset(name_or_path: str = DEFAULT_PRESET,
     overrides = dict(overrides or {})
     path = preset_path(name_or_path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise PresetError(f"{path}: not a TOML text file (not UTF-8: byte "
+                          f"{error.object[error.start]:#04x} at offset {error.start})") from None
+    except OSError as error:
+        raise PresetError(f"{path}: cannot be read ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
         raise PresetError(f"{path}: not valid TOML: {error}") from None
     where = str(path) + (f" (with overrides {overrides})" if overrides else "")

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from domainbed_patch import locate
+from domainbed_patch.errors import UserError
 from domainbed_patch.validation import UsageError
 
 CLONE_TIMEOUT_SECONDS = 600
@@ -29,8 +29,9 @@ DOMAINBED_FILES = ("domainbed/__init__.py", "domainbed/algorithms.py",
                    "domainbed/datasets.py", "domainbed/scripts/train.py")
 
 
-class SetupError(RuntimeError):
-    """DomainBed could not be put in place; the message says why."""
+class SetupError(UserError, RuntimeError):
+    """DomainBed could not be put in place; the message says why, its hint what
+    to do without a network."""
 
 
 class DestinationError(UsageError):
@@ -186,18 +187,19 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Install as ``args`` ask; a :class:`SetupError` leaves with the offline hint
+    (the command shows it after the error line, exit status 2)."""
     destination = Path(args.dest) if args.dest else locate.cache_location()
     try:
         print(install_domainbed(destination, args.source or locate.REPOSITORY_URL,
                                 args.commit, args.force))
     except SetupError as error:
-        print(f"hessian-dg setup: error: {error}", file=sys.stderr)
-        print(f"Could not get DomainBed. Without a network, bring a clone of "
-              f"{locate.REPOSITORY_URL} here by other means, then either\n"
-              f"  hessian-dg setup --source /path/to/DomainBed   (a clone or bare mirror "
-              f"holding commit {locate.PINNED_COMMIT})\n"
-              f"or check out that commit anywhere and export "
-              f"{locate.ROOT_VARIABLE}=/path/to/DomainBed (cache location: {destination})",
-              file=sys.stderr)
-        return 1
+        error.hint = (
+            f"Could not get DomainBed. Without a network, bring a clone of "
+            f"{locate.REPOSITORY_URL} here by other means, then either\n"
+            f"  hessian-dg setup --source /path/to/DomainBed   (a clone or bare mirror "
+            f"holding commit {locate.PINNED_COMMIT})\n"
+            f"or check out that commit anywhere and export "
+            f"{locate.ROOT_VARIABLE}=/path/to/DomainBed (cache location: {destination})")
+        raise
     return 0

@@ -15,9 +15,10 @@ import os
 from typing import Dict, Iterable, List, Optional
 
 from domainbed_patch import hparams as plugin_hparams
+from domainbed_patch.errors import UserError
 
 
-class UsageError(ValueError):
+class UsageError(UserError, ValueError):
     """Bad input from the command line or a preset."""
 
 
@@ -249,8 +250,9 @@ def check_test_envs(dataset: str, test_envs, flag: str = "--test_envs") -> None:
                          "train on; leave at least one out")
 
 
-def check_output_dir(path, flag: str = "--output_dir") -> None:
-    """``path`` is a folder, or can be made one, and is writable; nothing is made."""
+def check_output_dir(path, flag: str = "--output_dir", writable: bool = True) -> None:
+    """``path`` is a folder, or can be made one, and (``writable``) can be written to;
+    nothing is made."""
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"{flag} {path} is a file, not a folder; give a folder (made if "
@@ -261,6 +263,6 @@ def check_output_dir(path, flag: str = "--output_dir") -> None:
     if not os.path.isdir(existing):
         raise UsageError(f"{flag} {path} cannot be made: {existing} is a file; give a "
                          "folder (made if missing)")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if writable and not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: {existing} is not writable; give a folder you "
                          "can write to")

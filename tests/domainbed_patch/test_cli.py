@@ -1,7 +1,7 @@
 """``hessian-dg``: bad input fails in one line, before any job starts."""
 import pytest
 
-from domainbed_patch import cli
+import hessian_dg_cli as cli
 
 TRAIN = ["train", "--dataset", "Debug28", "--algorithm", "HGP", "--steps", "1"]
 SWEEP = ["sweep", "launch", "smoke"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from domainbed_patch import cli, diagnose, jobs, presets
+import hessian_dg_cli as cli
+from domainbed_patch import diagnose, jobs, presets
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from domainbed_patch import cli
+import hessian_dg_cli as cli
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from domainbed_patch import cli
+import hessian_dg_cli as cli
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SWEEP = FIXTURES / "smoke_sweep"
