@@ -191,7 +191,14 @@ def _execute(args) -> int:
         threads = args.threads or max(1, cores // workers)
         print(f"{len(done)} restarts already saved, {len(pending)} to run with {workers} "
               f"worker(s) x {threads} thread(s)", file=sys.stderr)
-        results = runner.run_jobs(spec, pending, workers, threads)
+        try:
+            results = runner.run_jobs(spec, pending, workers, threads)
+        except runner.Interrupted as stop:
+            saved = sum("error" not in r for r in stop.results.values())
+            print(f"\ninterrupted: {saved} restart(s) saved in this run ({len(done) + saved}"
+                  f" of {len(done) + len(pending)} in all), {len(pending) - saved} not; "
+                  "rerun the same command to resume", file=sys.stderr)
+            return 130
         failed = sum("error" in r for r in results.values())
         finished = done + [job for job, r in results.items() if "error" not in r]
     elif not args.report_only:
@@ -263,6 +270,10 @@ def run(args, prog: str = PROG) -> int:
     """Run the parsed command; bad input or data: one line on stderr, status 2."""
     try:
         return _execute(args)
+    except KeyboardInterrupt:  # outside the restarts (their interrupt is _execute's)
+        print("\ninterrupted; saved restarts are kept: rerun the same command to resume",
+              file=sys.stderr)
+        return 130
     except CmnistError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

@@ -23,8 +23,10 @@ worker the jobs run in this process.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -266,6 +268,37 @@ class Progress:
             self.bar.close()
 
 
+class Interrupted(Exception):
+    """Ctrl-C stopped :func:`run_jobs`; ``results`` holds the jobs that had ended."""
+
+    def __init__(self, results: Dict[tuple, dict]):
+        super().__init__("interrupted")
+        self.results = results
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _stopped_on_interrupt(pool: ProcessPoolExecutor, results: Dict[tuple, dict]):
+    """On Ctrl-C: no queued job starts, the workers end (their restarts in progress
+    are lost: nothing partial is saved), :class:`Interrupted` is raised."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        workers = list((getattr(pool, "_processes", None) or {}).values())  # private
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            process.terminate()
+        raise Interrupted(results) from None
+
+
 def run_jobs(spec: RunSpec, jobs: List[Tuple[str, int]], workers: int,
              threads: int, progress: Optional[Progress] = None) -> Dict[tuple, dict]:
     """Run ``jobs``; every result (or failure) by job."""
@@ -278,17 +311,22 @@ def run_jobs(spec: RunSpec, jobs: List[Tuple[str, int]], workers: int,
 
     try:
         if workers <= 1:
-            for job in jobs:
-                record(job, run_job(spec, *job, threads))
+            try:
+                for job in jobs:
+                    record(job, run_job(spec, *job, threads))
+            except KeyboardInterrupt:
+                raise Interrupted(results) from None
             return results
         remaining = list(jobs)
         for attempt in range(2):
             if not remaining:
                 break
             with ProcessPoolExecutor(max_workers=min(workers, len(remaining)),
-                                     mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(run_job, spec, *job, threads): job
-                           for job in remaining}
+                                     mp_context=get_context("spawn")) as pool, \
+                    _stopped_on_interrupt(pool, results):
+                with _sigint_ignored():  # workers inherit it: Ctrl-C reaches this process
+                    futures = {pool.submit(run_job, spec, *job, threads): job
+                               for job in remaining}
                 for future in as_completed(futures):
                     job = futures[future]
                     try:
