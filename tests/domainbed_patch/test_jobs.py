@@ -39,6 +39,7 @@ def test_every_paper_job_runs_the_paper_protocol(paper_jobs):
         a = job.train_args
         fixed = json.loads(a["hparams"])
         assert fixed["resnet50_augmix"] is False, job.describe()
+        assert fixed["freeze_bn"] is True, job.describe()
         if a["hparams_seed"] == 0:
             assert "batch_size" not in fixed
             continue
@@ -52,7 +53,7 @@ def test_job_hparams_are_what_train_will_use(paper_jobs):
                and j.train_args["algorithm"] == "HGP")
     hparams = sweep_jobs.job_hparams(job)
     a = job.train_args
-    assert hparams["resnet50_augmix"] is False
+    assert hparams["resnet50_augmix"] is False and hparams["freeze_bn"] is True
     assert hparams["batch_size"] == protocol.paper_batch_size(a["dataset"], 5, a["trial_seed"])
     assert 1e-5 <= hparams["penalty_alpha"] <= 1e-3
 

@@ -1,4 +1,5 @@
-"""The paper's protocol: torchvision ResNet-50 and the batch-size ranges of the time."""
+"""The paper's protocol: frozen BatchNorm, torchvision ResNet-50 and the fork's batch-size
+ranges."""
 
 import numpy as np
 import pytest
@@ -26,10 +27,12 @@ def test_batch_size_uses_train_py_seed_path():
 
 def test_protocol_hparams():
     assert protocol.protocol_hparams("upstream", "PACS", "HGP", 3, 0) == {}
-    assert protocol.protocol_hparams("paper", "PACS", "ERM", 0, 0) == {"resnet50_augmix": False}
+    frozen = {"freeze_bn": True, "resnet50_augmix": False}
+    for algorithm in ("ERM", "HGP", "Hutchinson", "ARM"):
+        assert protocol.protocol_hparams("paper", "PACS", algorithm, 0, 0) == frozen
+    assert protocol.protocol_hparams("paper", "Debug28", "ERM", 0, 0) == frozen
     fixed = protocol.protocol_hparams("paper", "PACS", "ERM", 3, 1)
-    assert fixed == {"resnet50_augmix": False,
-                     "batch_size": protocol.paper_batch_size("PACS", 3, 1)}
+    assert fixed == {**frozen, "batch_size": protocol.paper_batch_size("PACS", 3, 1)}
     assert "batch_size" not in protocol.protocol_hparams("paper", "PACS", "ARM", 3, 1)
     with pytest.raises(ValueError, match="unknown protocol 'v1'"):
         protocol.protocol_hparams("v1", "PACS", "ERM", 0, 0)
@@ -38,4 +41,17 @@ def test_protocol_hparams():
 def test_describe_says_what_changes():
     text = protocol.describe("paper")
     assert "resnet50_augmix=false" in text and "2^U(4, 5.5) instead of 2^U(3, 5.5)" in text
-    assert "upstream" in protocol.describe("upstream")
+    assert "freeze_bn=true (BatchNorm frozen" in text
+    upstream = protocol.describe("upstream")
+    assert "upstream" in upstream and "BatchNorm trained (freeze_bn=false)" in upstream
+
+
+@pytest.mark.parametrize("dataset", ["PACS", "DomainNet", "Debug28"])
+def test_drawn_batch_size_spans_both_registries(dataset):
+    """The same uniform variate, two ranges: the fork's 2^U(4, .) and upstream's 2^U(3, .)."""
+    for h, t in [(1, 0), (7, 2), (19, 1)]:
+        u = np.random.RandomState(seed_hash(seed_hash(h, t), "batch_size")).uniform(0, 1)
+        for exponents in (protocol.PAPER_BATCH_EXPONENTS, protocol.UPSTREAM_BATCH_EXPONENTS):
+            low, high = exponents[protocol._dataset_kind(dataset)]
+            assert protocol.drawn_batch_size(dataset, h, t, exponents) == \
+                int(2 ** (low + (high - low) * u))
