@@ -27,7 +27,11 @@ Where this differs from DomainBed's ``collect_results``, on purpose:
   were left out;
 - a corrupt or half-written line of ``results.jsonl`` is skipped with a
   :class:`~.records.CorruptRecordWarning` naming the file and line (DomainBed's
-  ``reporting.load_records`` stops with a ``JSONDecodeError``).
+  ``reporting.load_records`` stops with a ``JSONDecodeError``);
+- where one dataset's jobs trained under different protocols (BatchNorm frozen in
+  some, trained in others, say), or under another than the reference rows they
+  are compared with, the report says so (:mod:`.protocols`), in ``report.md``,
+  ``report.tex`` and as a :class:`~.protocols.ProtocolWarning`.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ from domainbed_patch.report.diagnostics import (
     load_diagnostics,
     plot_diagnostics,
 )
+from domainbed_patch.report.protocols import ProtocolWarning, protocol_warnings
 from domainbed_patch.report.references import REFERENCE_COLUMNS, compare, load_references
 
 PROG = "hessian-dg report"
@@ -63,15 +68,18 @@ def write_report(input_dir, output_dir=None, references: Sequence = (),
     averages = records.sweep_averages(sweep.records)
     datasets = records.domainbed_order("datasets", sweep.records.select("args.dataset"))
     comparison = compare(averages, reference, datasets)
+    notes = protocol_warnings(sweep.records, comparison)
+    for note in notes:
+        warnings.warn(note, ProtocolWarning, stacklevel=2)
 
     diagnosed = load_diagnostics(input_dir)
-    markdown = rendering.to_markdown(sweep, comparison, reference)
+    markdown = rendering.to_markdown(sweep, comparison, reference, notes)
     if not diagnosed.empty:
         markdown += "\n" + diagnostics_markdown(diagnosed)
     output_dir.mkdir(parents=True, exist_ok=True)
     texts = {"collect_results.txt": records.collect_results_text(sweep.records),
              "report.md": markdown,
-             "report.tex": rendering.to_latex(sweep, comparison, reference),
+             "report.tex": rendering.to_latex(sweep, comparison, reference, notes),
              "report.csv": comparison.to_csv(index=False)}
     for name, text in texts.items():
         (output_dir / name).write_text(text, encoding="utf-8")
@@ -110,7 +118,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    if issubclass(category, records.CorruptRecordWarning):
+    if issubclass(category, (records.CorruptRecordWarning, ProtocolWarning)):
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -120,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the report that ``args`` (parsed by :func:`add_parser`'s parser) asks for."""
     with warnings.catch_warnings():
         warnings.simplefilter("always", records.CorruptRecordWarning)
+        warnings.simplefilter("always", ProtocolWarning)
         warnings.showwarning = _show_warning
         try:
             sweep, files = write_report(args.input_dir, args.output_dir, args.reference,

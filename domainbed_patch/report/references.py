@@ -22,7 +22,9 @@ from domainbed_patch.report.records import ReportError, domainbed_order, selecti
 PACKAGED_REFERENCE = "domainbed_2020_published.csv"
 PACKAGED_SOURCE = "DomainBed 2020"
 PACKAGED_DESCRIPTION = ("DomainBed's published accuracies of its own algorithms, "
-                        "results.tex at its commit 7df6f06")
+                        "results.tex at its commit 7df6f06; measured with torchvision's "
+                        "ResNet-50, BatchNorm frozen, random batch sizes 2^U(3, 5.5), "
+                        "DomainNet 2^U(3, 5)")
 REFERENCE_COLUMNS = ("selection", "dataset", "algorithm", "environment", "accuracy", "stderr")
 #: Pseudo-dataset of the reference CSV that holds per-dataset averages.
 AVERAGES_DATASET = "Averages"

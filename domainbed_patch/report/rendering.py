@@ -52,9 +52,9 @@ def _sections(sweep: Sweep, comparison: pd.DataFrame):
         yield name, note, [_cells(row) for _, row in rows.iterrows()]
 
 
-def _intro(sweep: Sweep, reference: pd.DataFrame) -> List[str]:
+def _intro(sweep: Sweep, reference: pd.DataFrame, notes=()) -> List[str]:
     sources = list(dict.fromkeys(reference["source"]))
-    return [sweep.summary(),
+    return [sweep.summary(), *(f"Warning: {note}." for note in notes),
             "Accuracy in %: per algorithm and dataset, mean ± standard error over "
             "trials (trial_seed) of the trial's mean accuracy over test environments, "
             "as in the \"Averages\" table of DomainBed's collect_results "
@@ -66,14 +66,16 @@ def _intro(sweep: Sweep, reference: pd.DataFrame) -> List[str]:
                 for s in sources) or "none") + "."]
 
 
-def to_markdown(sweep: Sweep, comparison: pd.DataFrame, reference: pd.DataFrame) -> str:
-    """``report.md``: the intro, then one table per selection method."""
+def to_markdown(sweep: Sweep, comparison: pd.DataFrame, reference: pd.DataFrame,
+                notes=()) -> str:
+    """``report.md``: the intro (with a warning per line of ``notes``), then one table
+    per selection method."""
     def line(cells):
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
     rule = "|" + "|".join("---:" if numeric else "---" for numeric in COLUMNS.values()) + "|"
     out = ["# DomainBed sweep report", ""]
-    for paragraph in _intro(sweep, reference):
+    for paragraph in _intro(sweep, reference, notes):
         out += [paragraph, ""]
     for name, note, rows in _sections(sweep, comparison):
         out += [f"## Model selection: {name}", ""] + ([note, ""] if note else [])
@@ -92,7 +94,8 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(char, char) for char in str(text))
 
 
-def to_latex(sweep: Sweep, comparison: pd.DataFrame, reference: pd.DataFrame) -> str:
+def to_latex(sweep: Sweep, comparison: pd.DataFrame, reference: pd.DataFrame,
+             notes=()) -> str:
     """One booktabs ``table`` per selection method (needs ``\\usepackage{booktabs}``)."""
     def line(cells):
         return " & ".join(latex_escape(c) for c in cells) + r" \\"
@@ -100,7 +103,7 @@ def to_latex(sweep: Sweep, comparison: pd.DataFrame, reference: pd.DataFrame) ->
     alignment = "".join("r" if numeric else "l" for numeric in COLUMNS.values())
     out = ["% DomainBed sweep report, written by hessian-dg report.",
            "% Needs \\usepackage{booktabs}."]
-    out += ["% " + latex_escape(paragraph) for paragraph in _intro(sweep, reference)]
+    out += ["% " + latex_escape(paragraph) for paragraph in _intro(sweep, reference, notes)]
     for name, note, rows in _sections(sweep, comparison):
         caption = (f"Model selection: {name}. Accuracy (%), mean ± standard error "
                    "over trials." + (" " + note if note else ""))
