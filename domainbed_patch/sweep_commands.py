@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import os
 import shlex
 import shutil
@@ -81,7 +82,21 @@ def load(args):
                                  known_datasets=datasets.DATASETS,
                                  known_algorithms=algorithms.ALGORITHMS)
     launchers.get_launcher(preset.launcher.get("name", "local"))
+    for dataset in preset.datasets:
+        for test_envs in preset.test_envs:
+            validation.check_test_envs(dataset, test_envs, "test_envs")
+    validation.check_output_dir(preset.output_dir, "output_dir",
+                                writable=getattr(args, "action", "launch") == "launch")
     return preset
+
+
+def check_some_jobs(preset, jobs) -> None:
+    """A sweep of no job is a mistake (a --test_envs filter no job matches, say)."""
+    if not jobs:
+        raise validation.UsageError(
+            f"preset {preset.name} with these overrides makes no job (datasets "
+            f"{list(preset.datasets)}, test_envs {[list(e) for e in preset.test_envs]}, "
+            f"single_test_envs {preset.single_test_envs}); nothing to run")
 
 
 def check_preset_hparams(preset) -> None:
@@ -124,6 +139,10 @@ def check_jobs(preset, jobs) -> None:
 
 
 def plan(preset, jobs, seconds_per_step: Optional[float]) -> None:
+    if seconds_per_step is not None and not (math.isfinite(seconds_per_step)
+                                             and seconds_per_step > 0):
+        raise validation.UsageError(f"--seconds_per_step {seconds_per_step}: must be a "
+                                    "finite number of seconds > 0")
     check_preset_hparams(preset)
     print(f"Preset {preset.name} ({preset.source}): {preset.description}")
     print(protocol.describe(preset.protocol))
@@ -144,7 +163,7 @@ def plan(preset, jobs, seconds_per_step: Optional[float]) -> None:
     print(f"\n{len(jobs)} jobs, {total_steps:,} training steps "
           f"({preset.n_hparams - preset.n_hparams_from} hparams x {preset.n_trials} trials "
           f"x test environments x algorithms)")
-    if seconds_per_step:
+    if seconds_per_step is not None:
         hours = total_steps * seconds_per_step / 3600
         print(f"compute: {hours:,.0f} GPU-hours at {seconds_per_step} s/step "
               f"(evaluation adds DomainBed's checkpoint passes on top)")
@@ -193,8 +212,9 @@ def _confirm(message: str, skip: bool) -> bool:
 
 
 def collect(output_dir) -> None:
-    from domainbed_patch.domainbed_scripts import run_domainbed_script
-    run_domainbed_script("collect_results", ["--input_dir", str(output_dir)])
+    from domainbed_patch.domainbed_scripts import run_domainbed_script, tolerant_records
+    with tolerant_records(output_dir):
+        run_domainbed_script("collect_results", ["--input_dir", str(output_dir)])
 
 
 def launch(preset, jobs, args) -> int:
@@ -280,6 +300,7 @@ def delete_incomplete(jobs, args) -> int:
 def run(args) -> int:
     preset = load(args)
     jobs = sweep_jobs.make_jobs(preset)
+    check_some_jobs(preset, jobs)
     if args.action == "plan":
         plan(preset, jobs, args.seconds_per_step)
         return 0

@@ -16,6 +16,7 @@ from typing import Iterable, List, Optional
 
 import pandas as pd
 
+from domainbed_patch import job_folder
 from domainbed_patch.job_folder import JobFolder, job_folders
 from domainbed_patch.locate import import_domainbed
 
@@ -109,9 +110,22 @@ def read_records(path: Path) -> tuple:
     return records, skipped
 
 
+#: Files of which a job folder holds at least one from the moment its job starts.
+JOB_FILES = (job_folder.RESULTS, job_folder.DONE_MARKER, job_folder.FAILED_MARKER,
+             job_folder.OUT_LOG, job_folder.ERROR_LOG, job_folder.MODEL,
+             job_folder.RUNNING_MARKER, job_folder.INTERRUPTED_MARKER)
+
+
+def looks_like_job(path: Path) -> bool:
+    """A subfolder holding none of :data:`JOB_FILES` is not a job (a user's folder, an
+    empty one) and is not counted as incomplete."""
+    return any((Path(path) / name).exists() for name in JOB_FILES)
+
+
 def load_sweep(input_dir, exclude: Iterable = ()) -> Sweep:
     """Read a sweep folder: records of jobs with a ``done`` file, counts of the rest.
-    Every non-hidden subfolder is a job, except those in ``exclude`` (the report's
+    Every non-hidden subfolder is a job, except those in ``exclude`` and those that
+    hold no job file (:func:`looks_like_job`) (the report's
     own output folder). Raises :class:`ReportError` when the folder is missing,
     holds no job, no finished job, or no readable record."""
     input_dir = Path(input_dir)
@@ -120,7 +134,7 @@ def load_sweep(input_dir, exclude: Iterable = ()) -> Sweep:
                           "--output_dir of a DomainBed sweep")
     if not input_dir.is_dir():
         raise ReportError(f"input directory {input_dir} is not a directory")
-    jobs = job_folders(input_dir, exclude)
+    jobs = [job for job in job_folders(input_dir, exclude) if looks_like_job(job)]
     if not jobs:
         raise ReportError(f"input directory {input_dir} holds no job folders (a "
                           "DomainBed sweep has one subfolder per job, with "
