@@ -25,6 +25,7 @@ def test_failure_is_recorded_and_leftovers_cleared(tmp_path):
 
 def test_done_jobs_are_skipped(tmp_path):
     (tmp_path / "done").write_text("done")
+    (tmp_path / "results.jsonl").write_text('{"step": 0}\n')
     result = subprocess.run(
         [sys.executable, "-m", "domainbed_patch.job_runner", "--output_dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300)
@@ -41,3 +42,35 @@ def test_a_train_script_that_leaves_no_model_says_so_in_one_line(tmp_path):
     log = (tmp_path / "err.txt").read_text()
     assert log.startswith("diagnostics not computed: in-job diagnostics need")
     assert "Traceback" not in log and "left no hparams, device" in log
+
+
+def _runner(out, *flags):
+    return subprocess.run(
+        [sys.executable, "-m", "domainbed_patch.job_runner", "--dataset", "Debug28",
+         "--algorithm", "NoSuchAlgorithm", "--steps", "1", "--output_dir", str(out), *flags],
+        capture_output=True, text=True, timeout=300)
+
+
+def test_a_done_job_without_results_runs_again(tmp_path):
+    """A done marker with no results.jsonl is no finished job: the runner clears the
+    marker and trains (here: fails at once, on a bad algorithm name)."""
+    from domainbed_patch.job_folder import FAILED, JobFolder
+    folder = JobFolder(tmp_path / "job")
+    folder.path.mkdir()
+    folder.done_marker.write_text("done")
+    result = _runner(folder.path)
+    assert result.returncode == 1 and "already done" not in result.stdout
+    assert folder.state == FAILED and not folder.done_marker.exists()
+    assert not folder.running_marker.exists()
+
+
+def test_a_job_a_live_process_of_this_host_runs_is_left_to_it(tmp_path):
+    from domainbed_patch.job_folder import INCOMPLETE, RUNNING, JobFolder
+    folder = JobFolder(tmp_path / "job")
+    folder.path.mkdir()
+    folder.mark_running()  # this test's process: alive
+    before = folder.running_marker.read_text()
+    result = _runner(folder.path)
+    assert result.returncode == 0 and "already running" in result.stdout
+    assert folder.running_marker.read_text() == before
+    assert folder.state == INCOMPLETE and folder.attempt == RUNNING
