@@ -306,6 +306,9 @@ def run(args) -> int:
         return 0
     if args.action == "status":
         status(jobs)
+        from domainbed_patch.unknown_folders import unknown_folder_lines
+        for line in unknown_folder_lines(preset.output_dir, jobs):
+            print(line)
         return 0
     if args.action == "delete_incomplete":
         return delete_incomplete(jobs, args)
