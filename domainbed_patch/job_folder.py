@@ -1,7 +1,8 @@
 """A sweep job's folder and a sweep's own folders: the one place their names live.
 
 A job folder (named by DomainBed's hash of the job's train arguments) is made by the
-job runner when the job starts (never up front) and holds
+job runner when the job starts (never up front; only a queue such as Slurm's gets
+it at submission, with a ``running`` marker naming the queue) and holds
 
 ======================  =====================================================
 ``results.jsonl``       one JSON record per checkpoint (DomainBed's train)
@@ -133,6 +134,13 @@ class JobFolder:
                   "process_start": process_start(os.getpid())}
         _write_atomic(self.running_marker, json.dumps(record) + "\n")
 
+    def mark_queued(self, queue: str) -> None:
+        """Make the folder of a job handed to ``queue`` (Slurm): it is on another host
+        until its job runner starts and writes its own marker."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        record = {"host": socket.gethostname(), "queued": queue}
+        _write_atomic(self.running_marker, json.dumps(record) + "\n")
+
     def mark_interrupted(self, signal_name: str) -> None:
         _write_atomic(self.interrupted_marker, signal_name + "\n")
         self.clear_running()
@@ -157,7 +165,7 @@ class JobFolder:
         record = self.running_record()
         if self.interrupted_marker.exists() or not record:
             return STOPPED
-        if record.get("host") != socket.gethostname():
+        if record.get("queued") or record.get("host") != socket.gethostname():
             return OTHER_HOST
         alive = process_alive(record.get("pid"), record.get("process_start"))
         return RUNNING if alive else STOPPED
@@ -169,6 +177,9 @@ class JobFolder:
         if self.interrupted_marker.exists():
             signal_name = self.interrupted_marker.read_text(errors="replace").strip()
             return f"interrupted by {signal_name or 'a signal'}"
+        if record.get("queued") and not self.interrupted_marker.exists():
+            return (f"submitted to {record['queued']} from {record.get('host')}; this host "
+                    "cannot tell whether it still waits or runs")
         attempt = self.attempt
         if attempt == RUNNING:
             return f"running: {where}"

@@ -210,6 +210,9 @@ OUR_LAUNCHERS: Dict[str, Callable] = {
     "local_parallel": local_parallel, "slurm": slurm, "submitit_local": submitit_local}
 #: launchers that return only when their jobs have ended.
 BLOCKING = ("local", "local_parallel", "submitit_local", "multi_gpu")
+#: launchers that return once their jobs are queued elsewhere: each job's folder is
+#: made at submission, marked as queued, so a relaunch leaves it alone.
+QUEUES = ("slurm",)
 
 
 def launcher_names() -> List[str]:

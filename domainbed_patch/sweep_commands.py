@@ -239,6 +239,9 @@ def launch(preset, jobs, args) -> int:
         log_dir = Path(preset.launcher.get("log_dir") or
                        Path(preset.output_dir) / job_folder.SUBMITIT_LOGS)
         job_folder.record_log_folder(preset.output_dir, log_dir)
+        if name in launchers.QUEUES:  # a relaunch must not submit a queued job again
+            for job in to_launch:
+                job.folder.mark_queued(name)
         try:
             launchers.get_launcher(name)(to_launch, preset.launcher, log_dir)
         except KeyboardInterrupt:

@@ -77,6 +77,16 @@ def test_an_incomplete_jobs_attempt_is_read_from_its_running_marker(tmp_path):
     assert folder.state == job_folder.INCOMPLETE
 
 
+def test_a_job_handed_to_a_queue_is_elsewhere_until_its_runner_starts(tmp_path):
+    """Slurm: the folder is made at submission, so a relaunch does not submit it again."""
+    folder = JobFolder(tmp_path / "job")
+    folder.mark_queued("slurm")
+    assert folder.state == job_folder.INCOMPLETE and folder.attempt == job_folder.OTHER_HOST
+    assert folder.attempt_note().startswith("submitted to slurm from ")
+    folder.mark_running()  # its job runner, on whichever node
+    assert folder.attempt == job_folder.RUNNING
+
+
 def test_a_zombie_is_not_alive():
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     start = job_folder.process_start(process.pid)
