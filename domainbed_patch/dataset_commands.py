@@ -21,6 +21,8 @@ def add_parser(subparsers) -> None:
     add.add_argument("name")
     add.add_argument("folder")
     add.add_argument("--force", action="store_true", help="replace an entry of that name")
+    add.add_argument("--n_workers", type=int, help="data-loader workers per split in "
+                     "DomainBed's train (default: DomainBed's N_WORKERS, 8)")
     add.set_defaults(func=run_add)
     listing = actions.add_parser("list", help="the registered datasets, where the registry is")
     listing.set_defaults(func=run_list)
@@ -31,7 +33,8 @@ def add_parser(subparsers) -> None:
 
 def run_add(args) -> int:
     locate.ensure_domainbed_importable()
-    entry = own_datasets.add(args.name, args.folder, force=args.force)
+    entry = own_datasets.add(args.name, args.folder, force=args.force,
+                             n_workers=args.n_workers)
     print(f"dataset {args.name}: {entry['folder']}, domains {', '.join(entry['domains'])} "
           f"(test environments 0..{len(entry['domains']) - 1}), {len(entry['classes'])} "
           f"classes; registered in {own_datasets.registry_path()}")

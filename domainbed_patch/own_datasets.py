@@ -40,7 +40,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from domainbed_patch.validation import UsageError
 
@@ -74,7 +74,8 @@ def views_folder() -> Path:
 
 
 def load() -> Dict[str, dict]:
-    """The registry: name -> {"folder", "domains", "classes"}; {} when there is none."""
+    """The registry: name -> {"folder", "domains", "classes"[, "n_workers"]}; {} when
+    there is none."""
     path = registry_path()
     if not path.is_file():
         return {}
@@ -122,8 +123,10 @@ def entry_for(folder) -> dict:
             "classes": dataset_layout.classes_of(layout)}
 
 
-def add(name: str, folder, force: bool = False) -> dict:
-    """Record ``folder`` as dataset ``name`` (``force``: replace an entry of that name)."""
+def add(name: str, folder, force: bool = False, n_workers: Optional[int] = None) -> dict:
+    """Record ``folder`` as dataset ``name`` (``force``: replace an entry of that name).
+    ``n_workers``: data-loader workers per split for DomainBed's train (default
+    DomainBed's, 8: many processes for a small folder on a small machine)."""
     from domainbed import datasets
     if not NAME_PATTERN.match(name):
         raise OwnDatasetError(f"dataset name {name!r} is not valid: use letters, digits "
@@ -136,7 +139,12 @@ def add(name: str, folder, force: bool = False) -> dict:
     if name in entries and not force:
         raise OwnDatasetError(f"dataset {name!r} is already registered "
                               f"({entries[name]['folder']}); pass --force to replace it")
+    if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, int)
+                                  or n_workers < 0):
+        raise OwnDatasetError(f"n_workers {n_workers!r} is not valid: an integer >= 0")
     entries[name] = entry_for(folder)
+    if n_workers is not None:
+        entries[name]["n_workers"] = n_workers
     save(entries)
     refresh()
     return entries[name]
@@ -224,6 +232,8 @@ def dataset_class(module, name: str, entry: dict) -> type:
                   "ENVIRONMENTS": list(entry["domains"]),
                   "__module__": module.__name__, "__qualname__": name,
                   "__doc__": f"Own image-folder dataset at {entry['folder']}."}
+    if "n_workers" in entry:
+        attributes["N_WORKERS"] = entry["n_workers"]
     reference = getattr(module, CHECKPOINT_FREQ_OF, None)
     if reference is not None:
         attributes["CHECKPOINT_FREQ"] = reference.CHECKPOINT_FREQ

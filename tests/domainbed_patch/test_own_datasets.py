@@ -147,6 +147,15 @@ def test_images_transforms_and_sizes_are_domainbeds(registry, folder, tmp_path):
         == (datasets.PACS.CHECKPOINT_FREQ, datasets.PACS.N_STEPS, datasets.PACS.N_WORKERS)
 
 
+def test_data_loader_workers_can_be_set_per_dataset(registry, folder):
+    from domainbed import datasets
+    own_datasets.add("Mine", folder, n_workers=0)
+    assert datasets.Mine.N_WORKERS == 0 and own_datasets.load()["Mine"]["n_workers"] == 0
+    with pytest.raises(own_datasets.OwnDatasetError,
+                       match="n_workers -1 is not valid: an integer >= 0"):
+        own_datasets.add("Mine", folder, force=True, n_workers=-1)
+
+
 def test_a_folder_changed_since_add_fails_in_one_line(registry, folder):
     from domainbed import datasets, hparams_registry
     own_datasets.add("Mine", folder)
