@@ -15,7 +15,11 @@ HELP = "your own image-folder datasets for DomainBed: add | list | remove"
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("dataset", help=HELP, description=__doc__.split("\n\n")[1])
+    parser = subparsers.add_parser("dataset", help=HELP, description=(
+        "add NAME FOLDER checks FOLDER (FOLDER/<domain>/<class>/<image>: the same classes "
+        "in every domain, no empty class, every image readable; hidden folders skipped) "
+        "and registers it: DomainBed's train, sweep and collect_results and hessian-dg's "
+        "commands then know NAME as a dataset (--data_dir is not used for it)"))
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="check FOLDER and register it as dataset NAME")
     add.add_argument("name")
