@@ -1,10 +1,14 @@
 """The jobs of a sweep: DomainBed's expansion and folder hashing, plus a failed state.
 
 Jobs are expanded by DomainBed's own ``sweep.make_args_list`` and named by its
-``sweep.Job`` (a hash of the arguments), so a sweep launched here and one launched
-with ``python -m domainbed.scripts.sweep`` with the same arguments share folders.
-Per job, the protocol's fixed hparams (:mod:`domainbed_patch.protocol`) and the
-preset's ``[hparams]`` are merged into ``--hparams``.
+``sweep.Job`` (a hash of the arguments). Per job, the protocol's fixed hparams
+(:mod:`domainbed_patch.protocol`) and the preset's ``[hparams]`` are merged into
+``--hparams``, which enters the hash. So a sweep's folders are those of
+``python -m domainbed.scripts.sweep`` with the same arguments only under
+``protocol = "upstream"`` with no ``[hparams]`` (nothing is fixed). Under the
+default ``"paper"`` protocol every job fixes hparams (``freeze_bn``,
+``resnet50_augmix`` and, for drawn hparams, its own batch size), which no single
+``--hparams`` of DomainBed's sweep gives: no folder is shared.
 
 A job's folder, its files and its states (done, failed, incomplete, not launched,
 done without results) and what an incomplete job's attempt is (running, on another

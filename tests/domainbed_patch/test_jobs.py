@@ -110,6 +110,28 @@ def test_upstream_protocol_fixes_nothing(tmp_path):
     assert all("hparams" not in j.train_args for j in jobs)
 
 
+
+@pytest.mark.parametrize("protocol_name, shared", [("upstream", True), ("paper", False)])
+def test_folders_are_domainbeds_own_only_under_the_upstream_protocol(protocol_name, shared,
+                                                                      tmp_path):
+    """DomainBed's sweep with the same arguments names the same folders under
+    "upstream"; under "paper" each job's fixed hparams enter its hash, so none."""
+    from domainbed.scripts import sweep as domainbed_sweep
+    preset = presets.load_preset("paper_domainbed", presets.parse_overrides([
+        f'protocol="{protocol_name}"', f'output_dir="{tmp_path}"', 'datasets=["PACS"]',
+        "n_hparams=2", "n_trials=1"]))
+    theirs = domainbed_sweep.make_args_list(
+        n_trials=1, dataset_names=["PACS"], algorithms=list(preset.algorithms),
+        n_hparams_from=preset.n_hparams_from, n_hparams=2, steps=preset.steps,
+        data_dir=preset.data_dir and str(Path(preset.data_dir).resolve()),
+        task=preset.task, holdout_fraction=preset.holdout_fraction,
+        single_test_envs=preset.single_test_envs, hparams=None)
+    theirs = {Path(domainbed_sweep.Job(a, str(tmp_path)).output_dir).name for a in theirs}
+    ours = {job.output_dir.name for job in sweep_jobs.make_jobs(preset)}
+    assert len(ours) == len(theirs) == 24
+    assert (ours == theirs) if shared else not (ours & theirs)
+
+
 def test_states_and_last_error_line(tmp_path):
     preset = presets.load_preset("smoke", presets.parse_overrides([f'output_dir="{tmp_path}"']))
     job = sweep_jobs.make_jobs(preset)[0]
