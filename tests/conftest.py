@@ -3,11 +3,14 @@
 Tests marked ``integration`` need the real DomainBed. Where it is missing they are
 skipped with the reason and how to get it; in CI (``CI=true``) that skip is a
 failure instead, so a machine that silently lost DomainBed cannot pass.
+Tests taking the ``authors_fork`` fixture need the authors' fork (``$HESSIAN_DG_AUTHORS_FORK``)
+the same way: skipped where it is missing, failed under ``CI=true``.
 
 ``--device cuda`` (or ``$HESSIAN_DG_TEST_DEVICE``; default ``cpu``) is the device of
 the ``device`` fixture, which ``tests/test_devices.py`` runs on.
 """
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,6 +46,34 @@ def skip_or_fail_in_ci(reason: str) -> None:
 def pytest_runtest_setup(item):
     if item.get_closest_marker("integration") is not None and DOMAINBED_MISSING:
         skip_or_fail_in_ci(DOMAINBED_MISSING)
+
+
+#: The authors' DomainBed fork (their ``HessianAlignment/`` folder): tests hold the
+#: plugin against it, side by side. ``.ci/run`` points it at ``../shared/authors_fork``.
+AUTHORS_FORK_VARIABLE = "HESSIAN_DG_AUTHORS_FORK"
+
+
+def authors_fork_missing_reason():
+    """Why the fork cannot be used here, or None."""
+    fork = os.environ.get(AUTHORS_FORK_VARIABLE)
+    if not fork:
+        return (f"the authors' DomainBed fork is not here: set {AUTHORS_FORK_VARIABLE} to "
+                "its HessianAlignment/ folder (huawei-noah/Federated-Learning at a50b474; "
+                "beside a checkout: ../shared/authors_fork/HessianAlignment)")
+    if not (Path(fork) / "domainbed" / "algorithms.py").is_file():
+        return (f"{AUTHORS_FORK_VARIABLE}={fork!r} holds no domainbed/algorithms.py; set it "
+                "to the fork's HessianAlignment/ folder")
+    return None
+
+
+@pytest.fixture(scope="session")
+def authors_fork():
+    """The fork's ``HessianAlignment/`` folder (put it on ``PYTHONPATH`` in a process
+    of its own); where it is missing the test is skipped, and fails under ``CI=true``."""
+    reason = authors_fork_missing_reason()
+    if reason:
+        skip_or_fail_in_ci(reason)
+    return Path(os.environ[AUTHORS_FORK_VARIABLE]).resolve()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -101,18 +100,11 @@ def test_hparams_domainbed_declares_are_left_to_it(fork_like):
     assert (hparams["penalty_alpha"], hparams["penalty_beta"]) == (0.25, 0.75)
 
 
-AUTHORS_FORK_VARIABLE = "HESSIAN_DG_AUTHORS_FORK"
-
-
-def test_the_authors_fork_trains_with_the_plugin_installed(tmp_path):
+def test_the_authors_fork_trains_with_the_plugin_installed(tmp_path, authors_fork):
     """Side by side with huawei-noah/Federated-Learning's HessianAlignment/ (a folder
     holding its domainbed/, given by $HESSIAN_DG_AUTHORS_FORK): its own train runs."""
-    fork = os.environ.get(AUTHORS_FORK_VARIABLE)
-    if not fork or not (Path(fork) / "domainbed" / "algorithms.py").is_file():
-        pytest.skip(f"the authors' DomainBed fork is not here: set {AUTHORS_FORK_VARIABLE} "
-                    "to the HessianAlignment/ folder of huawei-noah/Federated-Learning")
     env = {k: v for k, v in os.environ.items() if k != "HESSIAN_DG_DISABLE"}
-    env["PYTHONPATH"] = fork
+    env["PYTHONPATH"] = str(authors_fork)
     result = subprocess.run(
         [sys.executable, "-m", "domainbed.scripts.train", "--dataset", "Debug28",
          "--algorithm", "HGP", "--steps", "2", "--hparams", '{"batch_size": 8}',

@@ -1,0 +1,146 @@
+"""The rest of the audit of the authors' fork against upstream DomainBed b93c22a (see
+the README's protocol section): the paper datasets' classes and transforms, model
+selection and collect_results, run side by side (each side in a process of its own,
+as in ``test_authors_fork.py``); and DomainBed's 2020 protocol, run from its commit
+7df6f06 in the DomainBed mirror beside the checkout."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.domainbed_patch.test_authors_fork import fork_env, ours_env, run_side
+
+pytestmark = pytest.mark.integration
+
+#: dataset class -> (its folder under the data root, its environment folders).
+PAPER_DATASETS = {
+    "PACS": ("PACS", ["art_painting", "cartoon", "photo", "sketch"]),
+    "VLCS": ("VLCS", ["Caltech101", "LabelMe", "SUN09", "VOC2007"]),
+    "OfficeHome": ("office_home", ["Art", "Clipart", "Product", "Real World"]),
+    "TerraIncognita": ("terra_incognita", ["location_100", "location_38", "location_43",
+                                           "location_46"]),
+    "DomainNet": ("domain_net", ["clipart", "infograph", "painting", "quickdraw", "real",
+                                 "sketch"]),
+}
+
+
+def write_image_folders(root: Path) -> None:
+    """Two classes x two small random RGB images per environment of each dataset."""
+    from PIL import Image
+    rng = np.random.RandomState(0)
+    for folder, environments in PAPER_DATASETS.values():
+        for environment in environments:
+            for label in ("dog", "horse"):
+                path = root / folder / environment / label
+                path.mkdir(parents=True)
+                for i in range(2):
+                    pixels = rng.randint(0, 256, (30 + 7 * i, 40, 3), dtype=np.uint8)
+                    Image.fromarray(pixels).save(path / f"{i}.png")
+
+
+def test_paper_datasets_read_the_same_images_as_the_forks(tmp_path, authors_fork):
+    """Same environments, steps, checkpoint frequency, workers, shapes and classes;
+    every image, with the training augmentation on (test environment 0 without),
+    the same tensor under the same seed."""
+    write_image_folders(tmp_path / "data")
+    seen = {}
+    for side, env in (("ours", ours_env()), ("fork", fork_env(authors_fork))):
+        out = tmp_path / f"{side}.json"
+        run_side(["datasets", tmp_path / "data", out, *PAPER_DATASETS], env, tmp_path)
+        seen[side] = json.loads(out.read_text())
+    assert seen["ours"] == seen["fork"]
+    assert seen["ours"]["DomainNet"]["CHECKPOINT_FREQ"] == 1000
+    assert [len(e) for e in seen["ours"]["PACS"]["images"]] == [4, 4, 4, 4]
+
+
+def write_synthetic_sweep(root: Path) -> None:
+    """A PACS sweep's records, numbers drawn at random: 2 algorithms x 2 trials x 3
+    hparams seeds x every single and pair of test environments, 3 checkpoints each."""
+    rng = np.random.RandomState(0)
+    test_envs = [[i] for i in range(4)] + [[i, j] for i in range(4) for j in range(i + 1, 4)]
+    job = 0
+    for algorithm in ("ERM", "HGP"):
+        for trial_seed in range(2):
+            for hparams_seed in range(3):
+                for envs in test_envs:
+                    folder = root / f"job{job}"
+                    folder.mkdir(parents=True)
+                    job += 1
+                    args = {"dataset": "PACS", "algorithm": algorithm, "test_envs": envs,
+                            "trial_seed": trial_seed, "hparams_seed": hparams_seed,
+                            "holdout_fraction": 0.2}
+                    rows = []
+                    for step in (0, 300, 600):
+                        row = {"args": args, "hparams": {"lr": 1e-4}, "step": step}
+                        for e in range(4):
+                            row[f"env{e}_in_acc"] = float(rng.uniform(0.2, 0.9))
+                            row[f"env{e}_out_acc"] = float(rng.uniform(0.2, 0.9))
+                        rows.append(json.dumps(row))
+                    (folder / "results.jsonl").write_text("\n".join(rows) + "\n")
+                    (folder / "done").write_text("done")
+
+
+def test_model_selection_and_collect_results_equal_the_forks(tmp_path, authors_fork):
+    """DomainBed's collect_results, text and LaTeX, on the same records: the three
+    selection methods (training-domain validation, leave-one-domain-out, oracle)
+    pick the same checkpoints and print the same tables."""
+    write_synthetic_sweep(tmp_path / "sweep")
+    for extra in ([], ["--latex"]):
+        printed = []
+        for env in (ours_env(), fork_env(authors_fork)):
+            result = subprocess.run(
+                [sys.executable, "-m", "domainbed.scripts.collect_results", "--input_dir",
+                 str(tmp_path / "sweep"), *extra], env=env, cwd=tmp_path,
+                capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stderr[-3000:]
+            printed.append(result.stdout)
+        assert printed[0] == printed[1]
+        assert "leave-one-domain-out" in printed[0] and "X" not in printed[0].split(
+            "leave-one-domain-out")[1].split("model selection method")[0]
+
+
+DOMAINBED_2020 = "7df6f06"
+MIRROR = Path(__file__).resolve().parents[3] / "shared" / "domainbed" / "DomainBed.git"
+
+CHECK_2020 = """
+import torch, torchvision
+for name in ("resnet18", "resnet50"):
+    f = getattr(torchvision.models, name)
+    setattr(torchvision.models, name, lambda *a, _f=f, **k: _f(weights=None))
+import json
+from domainbed import hparams_registry, networks
+resnet = networks.ResNet((3, 224, 224), {"resnet18": False, "resnet_dropout": 0.0})
+resnet.train()
+layers = [m for m in resnet.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+sizes = {d: [hparams_registry.random_hparams("ERM", d, s)["batch_size"] for s in range(400)]
+         for d in ("PACS", "DomainNet")}
+print(json.dumps([len(layers), sum(m.training for m in layers),
+                  type(resnet.network).__module__,
+                  {d: [min(v), max(v)] for d, v in sizes.items()}]))
+"""
+
+
+def test_domainbeds_2020_rows_froze_batchnorm_and_drew_batches_from_2_to_the_3(tmp_path):
+    """DomainBed at 7df6f06 (its published 2020 table): torchvision's ResNet-50 with
+    every BatchNorm frozen after ``train()``, and random batch sizes from 2^U(3, 5.5)
+    (DomainNet 2^U(3, 5)): sizes below 16 occur, which the fork's 2^U(4, .) never
+    draws."""
+    if not MIRROR.is_dir():
+        pytest.skip(f"DomainBed's mirror {MIRROR} is not here")
+    tree = tmp_path / "domainbed_2020"
+    tree.mkdir()
+    archive = subprocess.run(["git", "--git-dir", str(MIRROR), "archive", DOMAINBED_2020,
+                              "domainbed"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    env = dict(ours_env(), PYTHONPATH=str(tree), HESSIAN_DG_DISABLE="1")
+    result = subprocess.run([sys.executable, "-c", CHECK_2020], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    count, training, module, ranges = json.loads(result.stdout)
+    assert (count, training, module) == (53, 0, "torchvision.models.resnet")
+    assert 8 <= ranges["PACS"][0] < 16 and 32 <= ranges["PACS"][1] < 2 ** 5.5
+    assert 8 <= ranges["DomainNet"][0] < 16 and ranges["DomainNet"][1] < 32
+
