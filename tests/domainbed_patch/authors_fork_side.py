@@ -9,10 +9,12 @@ with ``HESSIAN_DG_DISABLE=1``). Both sides run this same file.
         ``torch.save``: every parameter's ``.grad``, every buffer, the returned dict;
     python authors_fork_side.py run MODULE ARG...
         ``python -m MODULE ARG...`` (a DomainBed train, or the job runner);
-    python authors_fork_side.py datasets ROOT OUT NAME...
+    python authors_fork_side.py audit ROOT SWEEP OUT NAME...
         each dataset class NAME on the image folders under ROOT, augmentation on
         (test environment 0 without), every image drawn under a fixed seed: its
-        class attributes and a fingerprint of every image and label, saved to OUT.
+        class attributes and a fingerprint of every image and label; and what
+        DomainBed's collect_results prints for the sweep folder SWEEP, as text and
+        as LaTeX; all saved to OUT as JSON (one process: imports cost the most).
 
 Both subcommands build ResNets with untrained weights (torchvision's constructors
 called with ``weights=None``: nothing is downloaded; the update reloads a saved
@@ -199,7 +201,16 @@ def update(spec_path: str) -> None:
         }, directory / f"{spec['side']}_{name}_{size}.pt")
 
 
-def read_datasets(root: str, out: str, *names: str) -> None:
+def collect_results(sweep: str, *flags: str) -> str:
+    import contextlib
+    import io
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        run("domainbed.scripts.collect_results", ["--input_dir", sweep, *flags])
+    return printed.getvalue()
+
+
+def audit(root: str, sweep: str, out: str, *names: str) -> None:
     from domainbed import datasets
     seen = {}
     for name in names:
@@ -214,7 +225,8 @@ def read_datasets(root: str, out: str, *names: str) -> None:
                       "CHECKPOINT_FREQ": cls.CHECKPOINT_FREQ, "N_WORKERS": cls.N_WORKERS,
                       "input_shape": list(dataset.input_shape),
                       "num_classes": dataset.num_classes, "images": images}
-    Path(out).write_text(json.dumps(seen))
+    collected = {"text": collect_results(sweep), "latex": collect_results(sweep, "--latex")}
+    Path(out).write_text(json.dumps({"datasets": seen, "collect_results": collected}))
 
 
 def run(module: str, argv: list) -> None:
@@ -235,10 +247,10 @@ def main() -> None:
         print("domainbed:", *[str(Path(p).resolve()) for p in domainbed.__path__],
               flush=True)
         run(rest[0], rest[1:])
-    elif command == "datasets":
-        read_datasets(*rest)
+    elif command == "audit":
+        audit(*rest)
     else:
-        raise SystemExit(f"unknown command {command!r}; choose update, run or datasets")
+        raise SystemExit(f"unknown command {command!r}; choose update, run or audit")
 
 
 if __name__ == "__main__":
