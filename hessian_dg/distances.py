@@ -45,10 +45,32 @@ DENSE_LIMIT = 2048
 
 
 class Estimate(NamedTuple):
-    """A number, and whether it is exact (else a stochastic or iterative estimate)."""
+    """A number, and how it was got (``method``):
+
+    - ``"exact"``: a closed form, exact up to round-off;
+    - ``"hutchinson"``: a mean over ``probes`` Rademacher probes (a random estimate);
+    - ``"lanczos"``: Lanczos iteration, stopped when the Ritz value changed by less
+      than ``tolerance`` (relative) or the Krylov space was exhausted;
+      ``converged`` is False when it stopped at its iteration limit instead.
+    """
 
     value: float
-    exact: bool
+    method: str
+    tolerance: Optional[float] = None
+    probes: Optional[int] = None
+    converged: Optional[bool] = None
+
+    @property
+    def exact(self) -> bool:
+        return self.method == "exact"
+
+    def as_dict(self) -> dict:
+        """``{"value", "method"}`` and the method's own fields that are set.
+
+        >>> Estimate(2.0, "lanczos", tolerance=1e-4, converged=True).as_dict()
+        {'value': 2.0, 'method': 'lanczos', 'tolerance': 0.0001, 'converged': True}
+        """
+        return {key: value for key, value in self._asdict().items() if value is not None}
 
 
 def _flat(matrix: torch.Tensor) -> torch.Tensor:
@@ -116,8 +138,8 @@ def hessian_frobenius_distance(a, b, num_probes: int = 100,
     if _kronecker_factors(a) is not None:
         if size <= (DENSE_LIMIT if dense_limit is None else dense_limit):
             difference = (a.hessian() - b.hessian()).detach()
-            return Estimate(float(torch.linalg.matrix_norm(difference)), True)
-        return Estimate(_kronecker_frobenius(a, b, chunk_size), True)
+            return Estimate(float(torch.linalg.matrix_norm(difference)), "exact")
+        return Estimate(_kronecker_frobenius(a, b, chunk_size), "exact")
     if generator is None:
         raise ValueError("an autograd head's Frobenius distance is estimated with "
                          "random probes: pass a torch.Generator")
@@ -129,7 +151,7 @@ def hessian_frobenius_distance(a, b, num_probes: int = 100,
     reference = a.gradient()
     value = probes.rademacher_probe_mean(probe_sum, a.shape, num_probes, generator,
                                          dtype=reference.dtype, device=reference.device)
-    return Estimate(math.sqrt(max(float(value), 0.0)), False)
+    return Estimate(math.sqrt(max(float(value), 0.0)), "hutchinson", probes=num_probes)
 
 
 def hessian_inner_product(a, b, chunk_size: int = 1024,
@@ -160,7 +182,8 @@ def lanczos_extreme_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor],
     Lanczos with full reorthogonalisation, from a random start drawn from
     ``generator`` (a fixed one if None): stops when the Ritz value changes by less than ``tol``
     (relative) between iterations, or when the Krylov space is exhausted (then the
-    value is exact up to round-off). ``exact`` reports whether it converged.
+    value is exact up to round-off). Returns a ``"lanczos"`` :class:`Estimate`
+    with ``tolerance=tol``, ``converged`` False when ``max_iter`` came first.
 
     >>> m = torch.diag(torch.tensor([3.0, -5.0, 1.0]))
     >>> round(lanczos_extreme_eigenvalue(lambda v: m @ v, 3, m).value, 5)
@@ -185,14 +208,14 @@ def lanczos_extreme_eigenvalue(matvec: Callable[[torch.Tensor], torch.Tensor],
         value = float(torch.linalg.eigvalsh(tridiagonal).abs().max())
         beta = float(torch.linalg.vector_norm(w))
         scale = max(value, 1e-300)
-        if beta <= 1e-12 * scale or step + 1 == size:
-            return Estimate(value, True)
-        if previous is not None and abs(value - previous) <= tol * scale:
-            return Estimate(value, True)
+        if beta <= 1e-12 * scale or step + 1 == size or (
+                previous is not None and abs(value - previous) <= tol * scale):
+            return Estimate(value, "lanczos", tolerance=tol, converged=True)
         previous = value
         betas.append(beta)
         basis.append(w / beta)
-    return Estimate(previous if previous is not None else 0.0, False)
+    return Estimate(previous if previous is not None else 0.0, "lanczos", tolerance=tol,
+                    converged=False)
 
 
 def _flat_hvp(head) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -259,7 +282,9 @@ def compare_domains(heads, pairs, generator: Optional[torch.Generator] = None,
     Returns ``{"heads": {name: {"gradient_norm", "hessian_spectral_norm"}},
     "pairs": [{"a", "b", "gradient_distance", "hessian_frobenius_distance",
     "hessian_spectral_distance"}]}`` for the ``(a, b)`` name pairs asked. Each
-    estimate is ``{"value", "exact"}``. Frobenius distances come from the Gram matrix
+    estimate is :meth:`Estimate.as_dict`: ``{"value", "method"}`` and the method's
+    fields (``"exact"``; ``"hutchinson"`` with ``probes``; ``"lanczos"`` with
+    ``tolerance`` and ``converged``). Frobenius distances come from the Gram matrix
     of ``<H_e, H_f>`` over the base heads (each block computed once, in float64;
     mixtures by linearity): exact for linear heads, for autograd heads estimated with
     shared probes, ``<H_e, H_f> ~ (1/S) sum_s (H_e z_s) . (H_f z_s)``. Spectral
@@ -298,10 +323,12 @@ def compare_domains(heads, pairs, generator: Optional[torch.Generator] = None,
         terms = [(index[id(h)], c) for h, c in _members(a)] + \
                 [(index[id(h)], -c) for h, c in _members(b)]
         squared = sum(ci * cj * gram_entry(i, j) for i, ci in terms for j, cj in terms)
-        return Estimate(math.sqrt(max(squared, 0.0)), linear)
+        value = math.sqrt(max(squared, 0.0))
+        return Estimate(value, "exact") if linear else \
+            Estimate(value, "hutchinson", probes=num_probes)
 
     def as_dict(estimate):
-        return {"value": estimate.value, "exact": estimate.exact}
+        return estimate.as_dict()
 
     result = {"heads": {}, "pairs": []}
     for name, head in heads.items():

@@ -44,7 +44,11 @@ def load_diagnostics(input_dir) -> pd.DataFrame:
                "algorithm": result["algorithm"], "test_env": result["test_envs"][0],
                "checkpoint": result.get("checkpoint", ""),
                "test_acc": last.get(f"{test}_in_acc", float("nan")),
-               "exact": pair["hessian_frobenius_distance"]["exact"]}
+               # how each was got (files before "method" said only "exact": true/false)
+               "frobenius_method": pair["hessian_frobenius_distance"].get("method", (
+                   "exact" if pair["hessian_frobenius_distance"].get("exact") else "hutchinson")),
+               "spectral_tolerance": pair["hessian_spectral_distance"].get("tolerance"),
+               "spectral_converged": pair["hessian_spectral_distance"].get("converged", True)}
         row.update({column: _value(pair[key]) for column, (_, key) in QUANTITIES.items()})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -72,8 +76,16 @@ def diagnostics_markdown(frame: pd.DataFrame) -> str:
         cells = [_mean_se(group["test_acc"], 100)]
         cells += [_mean_se(group[column]) for column in QUANTITIES]
         lines.append(f"| {dataset} | {algorithm} | {len(group)} | " + " | ".join(cells) + " |")
-    if not frame["exact"].all():
-        lines += ["", "Nonlinear heads: Frobenius distances are estimates (random probes)."]
+    if (frame["frobenius_method"] != "exact").any():
+        lines += ["", "Nonlinear heads: Frobenius distances are Hutchinson estimates "
+                  "(random probes)."]
+    tolerances = sorted(set(frame["spectral_tolerance"].dropna()))
+    if tolerances:
+        lines += ["", "Spectral distances: Lanczos iteration to relative tolerance "
+                  + ", ".join(f"{t:g}" for t in tolerances) + "."]
+    if not frame["spectral_converged"].all():
+        lines += [f"{int((~frame['spectral_converged']).sum())} job(s): Lanczos stopped at "
+                  "its iteration limit before that tolerance."]
     return "\n".join(lines) + "\n"
 
 

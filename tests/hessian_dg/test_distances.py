@@ -55,7 +55,7 @@ def test_spectral_distance_and_norm_match_dense(pair):
     (a, b), (ha, hb) = PAIRS[pair]()
     g = torch.Generator().manual_seed(0)
     distance = distances.hessian_spectral_distance(a, b, generator=g, tol=1e-12)
-    assert distance.exact
+    assert (distance.method, distance.converged) == ("lanczos", True)
     expected = torch.linalg.matrix_norm(ha - hb, 2).item()
     assert abs(distance.value - expected) < 1e-8 * expected
     norm = distances.hessian_spectral_norm(a, generator=g, tol=1e-12)
@@ -131,7 +131,7 @@ def test_compare_domains_with_the_training_average_equals_dense(dense_limit, mon
     for row in result["pairs"]:
         a, b = row["a"], row["b"]
         difference = dense[a] - dense[b]
-        assert row["hessian_frobenius_distance"]["exact"]
+        assert row["hessian_frobenius_distance"]["method"] == "exact"
         assert row["hessian_frobenius_distance"]["value"] == pytest.approx(
             torch.linalg.matrix_norm(difference).item(), rel=1e-9)
         assert row["hessian_spectral_distance"]["value"] == pytest.approx(
@@ -151,4 +151,36 @@ def test_compare_domains_estimates_autograd_heads_with_shared_probes():
     result = distances.compare_domains({"a": a, "b": b}, [("a", "b")],
                                        torch.Generator().manual_seed(2), num_probes=4000)
     row = result["pairs"][0]["hessian_frobenius_distance"]
-    assert not row["exact"] and abs(row["value"] - expected) < 0.05 * expected
+    assert row["method"] == "hutchinson" and abs(row["value"] - expected) < 0.05 * expected
+
+
+def test_estimates_say_how_they_were_got():
+    """Lanczos is an iteration to a tolerance, not an exact value: the JSON says
+    which method gave each number, and its tolerance or probe count."""
+    heads = _three_softmax_heads()
+    result = distances.compare_domains(heads, [("env0", "env1")],
+                                       torch.Generator().manual_seed(0), tol=1e-5)
+    row = result["pairs"][0]
+    assert row["hessian_frobenius_distance"].keys() == {"value", "method"}
+    assert row["hessian_frobenius_distance"]["method"] == "exact"
+    spectral = dict(row["hessian_spectral_distance"])
+    assert spectral.pop("value") > 0
+    assert spectral == {"method": "lanczos", "tolerance": 1e-5, "converged": True}
+    norm = dict(result["heads"]["env0"]["hessian_spectral_norm"])
+    assert norm.pop("value") > 0 and norm == spectral
+    a, b = _autograd_pair()
+    row = distances.compare_domains({"a": a, "b": b}, [("a", "b")],
+                                    torch.Generator().manual_seed(2), num_probes=30)
+    frobenius = row["pairs"][0]["hessian_frobenius_distance"]
+    assert (frobenius["method"], frobenius["probes"]) == ("hutchinson", 30)
+    assert not distances.hessian_frobenius_distance(
+        a, b, num_probes=30, generator=torch.Generator().manual_seed(1)).exact
+
+
+def test_lanczos_that_stops_at_its_limit_says_it_did_not_converge():
+    matrix = torch.diag(torch.arange(1.0, 41.0, dtype=torch.float64))
+    estimate = distances.lanczos_extreme_eigenvalue(lambda v: matrix @ v, 40, matrix,
+                                                    tol=1e-14, max_iter=3)
+    assert (estimate.method, estimate.tolerance, estimate.converged) == \
+        ("lanczos", 1e-14, False)
+    assert not estimate.exact and estimate.value < 40
