@@ -79,7 +79,8 @@ def squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class AlignmentPenalty:
-    """The penalty and its two terms, each already divided by m."""
+    """The penalty and its two terms, each already scaled: by alpha or beta, and
+    divided by m unless ``mean_over_domains=False`` (then summed over domains)."""
 
     total: torch.Tensor
     curvature_term: torch.Tensor

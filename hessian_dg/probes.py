@@ -1,8 +1,13 @@
 """Random probes for matrix-free estimators, drawn in chunks from per-chunk seeds.
 
-Randomness lives here and nowhere else: estimators take an explicit
-``torch.Generator`` and never touch the global RNG, so a training step's draws do
-not depend on what else ran before it.
+Randomness lives here. Estimators draw only from the ``torch.Generator`` they are
+given, so a training step's draws do not depend on what else ran before it. The
+global RNG is read once, and only where no generator is given:
+:func:`generator_from_global_rng` takes one draw of it to seed a new generator
+(:func:`hessian_dg.penalty.curvature_quantity` for ``"hutchinson"`` without a
+generator, hence :func:`hessian_dg.hessian_alignment_penalty` called so; any
+caller that wants reproducible probes without managing a generator). Lanczos
+without a generator starts from a fixed seed, not the global RNG.
 
 Hutchinson's estimator is a probe mean,
 

@@ -101,3 +101,19 @@ def test_average_loss_weights_sum_to_one_per_domain_share():
 def test_hutchinson_rejects_bad_probe_counts():
     with pytest.raises(ValueError, match="num_probes must be a positive int, got 0"):
         alignment.HutchinsonDiagonal(0, torch.Generator())
+
+
+def test_terms_are_divided_by_m_only_with_mean_over_domains():
+    """``AlignmentPenalty``'s terms: divided by m by default, summed over domains with
+    ``mean_over_domains=False`` (the authors' Colored MNIST form), here m = 3."""
+    from hessian_dg import hessian_alignment_penalty
+    g = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(4, 3)
+    features = [torch.randn(5, 4, generator=g) for _ in range(3)]
+    labels = [torch.randint(0, 3, (5,), generator=g) for _ in range(3)]
+    mean, summed = (hessian_alignment_penalty(head, features, labels, alpha=0.5, beta=2.0,
+                                              mean_over_domains=flag)
+                    for flag in (True, False))
+    for name in ("total", "curvature_term", "gradient_term"):
+        assert getattr(mean, name) > 0
+        assert torch.allclose(getattr(summed, name), 3 * getattr(mean, name), rtol=1e-6)

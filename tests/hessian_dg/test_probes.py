@@ -98,3 +98,39 @@ def test_probe_mean_is_the_mean_of_its_probes():
     assert torch.equal(mean_a, mean_b)
     steps = (mean_a * 10 + 10) / 2
     assert torch.allclose(steps, steps.round()) and mean_a.abs().max() <= 1
+
+
+def _heads_and_batches():
+    g = torch.Generator().manual_seed(3)
+    head = torch.nn.Linear(4, 3)
+    features = [torch.randn(6, 4, generator=g) for _ in range(3)]
+    labels = [torch.randint(0, 3, (6,), generator=g) for _ in range(3)]
+    return head, features, labels
+
+
+@pytest.mark.parametrize("mlp", [False, True], ids=["linear-head", "mlp-head"])
+def test_estimators_given_a_generator_leave_the_global_rng_alone(mlp):
+    """What the module's docstring says: with a generator, no global draw (Hutchinson
+    penalty, Lanczos distances with and without one); without, exactly one."""
+    from hessian_dg import distances, hessian_alignment_penalty
+    from hessian_dg.penalty import describe_head
+    torch.manual_seed(0)
+    head, features, labels = _heads_and_batches()
+    if mlp:
+        head = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(),
+                                   torch.nn.Linear(5, 3))
+    before = torch.get_rng_state()
+    hessian_alignment_penalty(head, features, labels, curvature="hutchinson",
+                              num_probes=5, generator=torch.Generator().manual_seed(1))
+    heads = {f"env{i}": describe_head(head, f, y) for i, (f, y) in
+             enumerate(zip(features, labels))}
+    for generator in (torch.Generator().manual_seed(2), None):
+        distances.hessian_spectral_norm(heads["env0"], generator)
+    distances.compare_domains(heads, [("env0", "env1")], torch.Generator().manual_seed(4),
+                              num_probes=5)
+    assert torch.equal(torch.get_rng_state(), before)
+    hessian_alignment_penalty(head, features, labels, curvature="hutchinson", num_probes=5)
+    after = torch.get_rng_state()
+    torch.set_rng_state(before)
+    probes.generator_from_global_rng()
+    assert torch.equal(torch.get_rng_state(), after)  # one draw, that one
