@@ -44,6 +44,14 @@ def train_random_seed(hparams_seed: int, trial_seed: int) -> int:
     return seed_hash(hparams_seed, trial_seed)
 
 
+#: What a job's two seeds do, in two lines (``sweep plan``, ``selected.md``).
+SEEDS_EXPLAINED = (
+    "hparams_seed 0 trains with the default hparams; any other draws them from "
+    "seed_hash(hparams_seed, trial_seed): each trial draws its own hparams.",
+    "trial_seed also fixes the data splits (seed_hash(trial_seed, env)); the job's "
+    "training seed hashes dataset, algorithm, test_envs and both seeds.")
+
+
 # --- distributions -----------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ it at submission, with a ``running`` marker naming the queue) and holds
 ``interrupted``         the signal that stopped the job (SIGINT, SIGTERM)
 ``failed``              the last error line, written by the job runner on failure
 ``diagnostics.json``    the transfer quantities of :mod:`domainbed_patch.diagnose`
+``provenance.json``     what made the numbers (:mod:`domainbed_patch.provenance`)
 ======================  =====================================================
 
 and is in one of five states: **done** (``done`` and results), **done without
@@ -46,6 +47,7 @@ OUT_LOG = "out.txt"
 ERROR_LOG = "err.txt"
 FAILED_MARKER = "failed"
 DIAGNOSTICS = "diagnostics.json"
+PROVENANCE = "provenance.json"
 RUNNING_MARKER = "running"
 INTERRUPTED_MARKER = "interrupted"
 
@@ -95,6 +97,10 @@ class JobFolder:
     @property
     def diagnostics(self) -> Path:
         return self.path / DIAGNOSTICS
+
+    @property
+    def provenance(self) -> Path:
+        return self.path / PROVENANCE
 
     @property
     def running_marker(self) -> Path:

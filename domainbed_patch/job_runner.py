@@ -22,7 +22,9 @@ status is 128 + the signal's number, and the next launch runs the job again.
 train (its arguments name the job's folder), asks for the transfer quantities of
 :mod:`domainbed_patch.diagnose` at the end, on the model still in memory: no
 ``model.pkl`` is needed. A failure there is written to ``err.txt``; the training
-stays done.
+stays done. ``--provenance JSON`` (after it; the sweep's preset, overrides and
+protocol) and the software and device go to ``provenance.json``
+(:mod:`domainbed_patch.provenance`), also kept out of DomainBed's train.
 """
 import os
 import signal
@@ -30,6 +32,7 @@ import sys
 import time
 import traceback
 
+from domainbed_patch import provenance
 from domainbed_patch.domainbed_scripts import run_domainbed_script
 from domainbed_patch.job_folder import RUNNING, JobFolder
 
@@ -144,6 +147,7 @@ def _run(folder: JobFolder, argv, max_examples, interrupts: Interrupts) -> int:
         if path.exists():
             path.unlink()
     folder.mark_running()
+    argv = provenance.record_job(output_dir, argv)  # and drops --provenance
     namespace, start = {}, time.perf_counter()
     try:
         code = run_domainbed_script("train", argv, namespace=namespace)

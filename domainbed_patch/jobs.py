@@ -79,8 +79,10 @@ class SweepJob:
                 f"hparams_seed={a['hparams_seed']} trial_seed={a['trial_seed']}")
 
 
-def make_jobs(preset) -> List[SweepJob]:
-    """Expand a :class:`~domainbed_patch.presets.SweepPreset` into jobs."""
+def make_jobs(preset, runner_flags: tuple = ()) -> List[SweepJob]:
+    """Expand a :class:`~domainbed_patch.presets.SweepPreset` into jobs; each job
+    runner also gets ``runner_flags`` (``--provenance JSON``), after the in-job
+    diagnostics' flag and outside the folder hash."""
     from domainbed.scripts import sweep as domainbed_sweep
     data_dir = os.path.abspath(preset.data_dir) if preset.data_dir else ""
     output_dir = os.path.abspath(preset.output_dir)
@@ -100,7 +102,7 @@ def make_jobs(preset) -> List[SweepJob]:
             a["hparams"] = json.dumps(fixed, sort_keys=True)
     jobs = [domainbed_sweep.Job(a, output_dir) for a in args_list]
     flags = (("--diagnose_max_examples", str(preset.diagnose_max_examples))
-             if preset.diagnose else ())
+             if preset.diagnose else ()) + tuple(runner_flags)
     return [SweepJob(job.train_args, Path(job.output_dir), flags) for job in jobs]
 
 

@@ -12,8 +12,17 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from domainbed_patch import job_folder, launchers, locate, presets, protocol, validation
+from domainbed_patch import (
+    job_folder,
+    launchers,
+    locate,
+    presets,
+    protocol,
+    provenance,
+    validation,
+)
 from domainbed_patch import jobs as sweep_jobs
+from domainbed_patch.hparams import SEEDS_EXPLAINED
 
 #: DomainBed sweep flags -> preset fields (flags keep DomainBed's names).
 FLAG_FIELDS = ("datasets", "algorithms", "n_hparams_from", "n_hparams", "n_trials",
@@ -163,6 +172,7 @@ def plan(preset, jobs, seconds_per_step: Optional[float]) -> None:
     print(f"\n{len(jobs)} jobs, {total_steps:,} training steps "
           f"({preset.n_hparams - preset.n_hparams_from} hparams x {preset.n_trials} trials "
           f"x test environments x algorithms)")
+    print("\n".join(SEEDS_EXPLAINED))
     if seconds_per_step is not None:
         hours = total_steps * seconds_per_step / 3600
         print(f"compute: {hours:,.0f} GPU-hours at {seconds_per_step} s/step "
@@ -302,7 +312,7 @@ def delete_incomplete(jobs, args) -> int:
 
 def run(args) -> int:
     preset = load(args)
-    jobs = sweep_jobs.make_jobs(preset)
+    jobs = sweep_jobs.make_jobs(preset, provenance.runner_flags(preset, overrides_from_args(args)))
     check_some_jobs(preset, jobs)
     if args.action == "plan":
         plan(preset, jobs, args.seconds_per_step)
