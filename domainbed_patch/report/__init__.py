@@ -10,6 +10,12 @@ A sweep folder holds one subfolder per job, each with DomainBed's
 - ``report.md``, ``report.tex``, ``report.csv``: the sweep's per-dataset averages
   (mean ± standard error over trials, computed as collect_results computes its
   "Averages" table) side by side with reference rows, and ours − reference;
+- ``selected.csv``, ``selected.md``: for every (dataset, algorithm, test environment,
+  trial) and selection method with a result, the job it chose (folder), its seeds
+  and hparams, the step, and its validation and test accuracy (:mod:`.selection`);
+- ``per_domain.csv``, ``per_domain.md``: the chosen test accuracy per test
+  environment, mean ± standard error over trials (``per_domain.csv`` has the
+  columns of a reference CSV);
 - ``accuracy.png`` and ``curves.png``;
 - where jobs were diagnosed (``hessian-dg diagnose``, or the sweep's in-job option),
   a "Transfer diagnostics" section at the end of ``report.md`` and
@@ -31,7 +37,12 @@ Where this differs from DomainBed's ``collect_results``, on purpose:
 - where one dataset's jobs trained under different protocols (BatchNorm frozen in
   some, trained in others, say), or under another than the reference rows they
   are compared with, the report says so (:mod:`.protocols`), in ``report.md``,
-  ``report.tex`` and as a :class:`~.protocols.ProtocolWarning`.
+  ``report.tex`` and as a :class:`~.protocols.ProtocolWarning`;
+- ``report.md`` opens with the jobs' provenance (their ``provenance.json``:
+  versions, commits, device, protocol, preset), and warns where one dataset's jobs
+  disagree on it, where jobs have none, and where a row rests on fewer hparams x
+  trials than the reference row beside it (:mod:`.provenance`). Every warning is
+  gathered in :func:`gather_warnings`.
 """
 from __future__ import annotations
 
@@ -43,7 +54,7 @@ from typing import Sequence
 
 from domainbed_patch.job_folder import REPORT
 from domainbed_patch.locate import DomainBedNotFoundError
-from domainbed_patch.report import records, rendering
+from domainbed_patch.report import provenance, records, rendering, selection
 from domainbed_patch.report.diagnostics import (
     diagnostics_markdown,
     load_diagnostics,
@@ -53,7 +64,22 @@ from domainbed_patch.report.protocols import ProtocolWarning, protocol_warnings
 from domainbed_patch.report.references import REFERENCE_COLUMNS, compare, load_references
 
 PROG = "hessian-dg report"
+#: The warnings ``run`` prints as one line each.
+WARNINGS = (records.CorruptRecordWarning, ProtocolWarning, provenance.ProvenanceWarning)
 HELP = "tables against reference results, and figures"
+
+
+def gather_warnings(sweep, comparison, by_job) -> list:
+    """Every warning of the report, gathered here: each is issued (``run`` prints
+    ``hessian-dg report: warning: ...``) and returned for the head of report.md
+    and report.tex. ``by_job``: :func:`.provenance.load`."""
+    found = [(ProtocolWarning, note) for note in protocol_warnings(sweep.records, comparison)]
+    found += [(provenance.ProvenanceWarning, note) for note in
+              provenance.provenance_warnings(sweep, by_job)
+              + provenance.budget_warnings(sweep.records, comparison)]
+    for category, note in found:
+        warnings.warn(note, category, stacklevel=3)
+    return [note for _, note in found]
 
 
 def write_report(input_dir, output_dir=None, references: Sequence = (),
@@ -68,19 +94,25 @@ def write_report(input_dir, output_dir=None, references: Sequence = (),
     averages = records.sweep_averages(sweep.records)
     datasets = records.domainbed_order("datasets", sweep.records.select("args.dataset"))
     comparison = compare(averages, reference, datasets)
-    notes = protocol_warnings(sweep.records, comparison)
-    for note in notes:
-        warnings.warn(note, ProtocolWarning, stacklevel=2)
+    by_job = provenance.load(sweep)
+    notes = gather_warnings(sweep, comparison, by_job)
+    found = selection.choices(sweep.records)
+    per_domain = selection.per_domain_table(found)
 
     diagnosed = load_diagnostics(input_dir)
-    markdown = rendering.to_markdown(sweep, comparison, reference, notes)
+    markdown = rendering.to_markdown(sweep, comparison, reference, notes,
+                                     provenance.header_markdown(by_job))
     if not diagnosed.empty:
         markdown += "\n" + diagnostics_markdown(diagnosed)
     output_dir.mkdir(parents=True, exist_ok=True)
     texts = {"collect_results.txt": records.collect_results_text(sweep.records),
              "report.md": markdown,
              "report.tex": rendering.to_latex(sweep, comparison, reference, notes),
-             "report.csv": comparison.to_csv(index=False)}
+             "report.csv": comparison.to_csv(index=False),
+             "selected.csv": selection.choices_table(found).to_csv(index=False),
+             "selected.md": selection.selected_markdown(found),
+             "per_domain.csv": per_domain.to_csv(index=False),
+             "per_domain.md": selection.per_domain_markdown(per_domain)}
     for name, text in texts.items():
         (output_dir / name).write_text(text, encoding="utf-8")
     files = [output_dir / name for name in texts]
@@ -118,7 +150,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    if issubclass(category, (records.CorruptRecordWarning, ProtocolWarning)):
+    if issubclass(category, WARNINGS):
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -129,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", records.CorruptRecordWarning)
         warnings.simplefilter("always", ProtocolWarning)
+        warnings.simplefilter("always", provenance.ProvenanceWarning)
         warnings.showwarning = _show_warning
         try:
             sweep, files = write_report(args.input_dir, args.output_dir, args.reference,

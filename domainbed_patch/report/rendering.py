@@ -67,9 +67,9 @@ def _intro(sweep: Sweep, reference: pd.DataFrame, notes=()) -> List[str]:
 
 
 def to_markdown(sweep: Sweep, comparison: pd.DataFrame, reference: pd.DataFrame,
-                notes=()) -> str:
-    """``report.md``: the intro (with a warning per line of ``notes``), then one table
-    per selection method."""
+                notes=(), header=()) -> str:
+    """``report.md``: the intro (with a warning per line of ``notes``), the lines of
+    ``header`` (the provenance section), then one table per selection method."""
     def line(cells):
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
@@ -77,6 +77,7 @@ def to_markdown(sweep: Sweep, comparison: pd.DataFrame, reference: pd.DataFrame,
     out = ["# DomainBed sweep report", ""]
     for paragraph in _intro(sweep, reference, notes):
         out += [paragraph, ""]
+    out += list(header)
     for name, note, rows in _sections(sweep, comparison):
         out += [f"## Model selection: {name}", ""] + ([note, ""] if note else [])
         out += [line(HEADER), rule] + [line(cells[c] for c in HEADER) for cells in rows]

@@ -33,6 +33,7 @@ from typing import List, Optional
 
 import pandas as pd
 
+from domainbed_patch.hparams import SEEDS_EXPLAINED
 from domainbed_patch.locate import import_domainbed
 from domainbed_patch.report.records import (
     SELECTION_LABELS,
@@ -213,11 +214,8 @@ def _selection_names() -> dict:
     return {SELECTION_LABELS[m.__name__]: m.name for m in selection_methods()}
 
 
-SEEDS_NOTE = (
-    "hparams_seed 0 trains with DomainBed's default hparams; any other hparams_seed "
-    "draws them from seed_hash(hparams_seed, trial_seed), so each trial draws its own "
-    "hparams (the same hparams_seed is another draw in another trial); trial_seed also "
-    "fixes the data splits.")
+#: What the two seeds do (one paragraph).
+SEEDS_NOTE = " ".join(SEEDS_EXPLAINED)
 
 
 def selected_markdown(found: List[Choice]) -> str:

@@ -29,7 +29,8 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 SWEEP = FIXTURES / "smoke_sweep"
 GOLDEN = FIXTURES / "smoke_sweep_report.md"
 JOBS, RECORDS = 36, 72
-OUTPUTS = ("collect_results.txt", "report.md", "report.tex", "report.csv")
+OUTPUTS = ("collect_results.txt", "report.md", "report.tex", "report.csv", "selected.csv",
+           "selected.md", "per_domain.csv", "per_domain.md")
 FIGURES = ("accuracy.png", "curves.png")
 
 
@@ -44,6 +45,14 @@ def run_main(*argv):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = cli.main(["report", *map(str, argv)])
     return status, out.getvalue(), err.getvalue()
+
+
+def only_no_provenance_warning(stderr: str, jobs: int) -> bool:
+    """True when ``stderr`` is one line: the warning that the ``jobs`` finished jobs
+    of the fixture (made by DomainBed's own sweep) have no provenance.json."""
+    return stderr.count("\n") == 1 and stderr.startswith(
+        f"hessian-dg report: warning: {jobs} of {jobs} finished jobs have no "
+        "provenance.json")
 
 
 def copy_sweep(tmp_path) -> Path:
