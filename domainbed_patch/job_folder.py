@@ -249,7 +249,7 @@ def record_log_folder(sweep_dir: PathLike, log_dir: PathLike) -> None:
     sweep_dir = Path(sweep_dir)
     record = _read_record(sweep_dir)
     name = os.path.relpath(os.path.abspath(log_dir), os.path.abspath(sweep_dir))
-    if name.startswith(os.pardir) or name in record["log_dirs"]:
+    if name.startswith(os.pardir) or name == SUBMITIT_LOGS or name in record["log_dirs"]:
         return
     record["log_dirs"].append(name)
     sweep_dir.mkdir(parents=True, exist_ok=True)

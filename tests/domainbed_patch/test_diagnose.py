@@ -49,7 +49,8 @@ def test_diagnose_command_from_saved_models_equals_the_in_job_numbers(sweep, cap
         path.unlink()
     without_model = sorted(in_memory)[0]
     (out / without_model / "model.pkl").unlink()
-    before = {d.name: sorted(p.name for p in d.iterdir()) for d in out.iterdir()}
+    before = {d.name: sorted(p.name for p in d.iterdir()) for d in out.iterdir()
+              if d.is_dir()}
     assert cli.main(["diagnose", "--input_dir", str(out),
                      "--command_launcher", "local"]) == 0
     printed = capsys.readouterr().out
