@@ -110,8 +110,8 @@ class TrainCommand:
         process = subprocess.Popen(command)
         try:
             return process.wait()
-        except KeyboardInterrupt:
-            stop_processes([process])
+        except BaseException:  # Ctrl-C, or submitit's requeue (SystemExit on timeout):
+            stop_processes([process])  # the job ends here, before any next attempt
             raise
 
     def checkpoint(self, command: List[str]):
@@ -158,6 +158,10 @@ def submitit_local(jobs, settings, log_dir) -> None:
     cancels them all (submitit passes SIGINT on to each) and waits for them to end."""
     import tqdm
     Path(log_dir).mkdir(parents=True, exist_ok=True)
+    # submitit's local executor times a job out after 2 minutes unless told otherwise
+    # (and restarts it from scratch): a job here runs until it ends, unless the
+    # preset says how long it may.
+    settings = {"time_limit_minutes": LOCAL_TIME_LIMIT_MINUTES, **settings}
     with _stderr_to(Path(log_dir) / CONTROLLER_LOG):
         submitted = _submit(jobs, settings, log_dir, "local")
     with tqdm.tqdm(total=len(submitted), unit="job", desc="sweep") as bar:
@@ -171,6 +175,8 @@ def submitit_local(jobs, settings, log_dir) -> None:
             raise
 
 
+#: submitit_local's time limit per job when ``[launcher] time_limit_minutes`` is unset.
+LOCAL_TIME_LIMIT_MINUTES = 7 * 24 * 60
 #: Where submitit's local job controllers write (a Ctrl-C ends each with a traceback).
 CONTROLLER_LOG = "controllers.err"
 

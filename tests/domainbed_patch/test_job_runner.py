@@ -47,7 +47,8 @@ def test_a_train_script_that_leaves_no_model_says_so_in_one_line(tmp_path):
 def _runner(out, *flags):
     return subprocess.run(
         [sys.executable, "-m", "domainbed_patch.job_runner", "--dataset", "Debug28",
-         "--algorithm", "NoSuchAlgorithm", "--steps", "1", "--output_dir", str(out), *flags],
+         "--algorithm", "NoSuchAlgorithm", "--steps", "1", "--output_dir", str(out),
+         "--hparams", '{"batch_size": 8}', *flags],  # Debug28's 13 examples fill no 64
         capture_output=True, text=True, timeout=300)
 
 

@@ -142,6 +142,8 @@ def test_states_and_last_error_line(tmp_path):
     job.folder.failed_marker.write_text("ValueError: boom\n")
     assert job.state == sweep_jobs.FAILED and job.last_error_line() == "ValueError: boom"
     (job.output_dir / "done").write_text("done")
+    assert job.state == sweep_jobs.DONE_NO_RESULTS
+    job.folder.results.write_text('{"step": 0}\n')
     assert job.state == sweep_jobs.DONE
     assert job.command()[1:3] == ["-m", "domainbed_patch.job_runner"]
     assert "--output_dir" in job.command()

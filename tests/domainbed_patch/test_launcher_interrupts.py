@@ -81,3 +81,32 @@ def test_ctrl_c_stops_every_submitit_local_job(tmp_path):
                for line in incomplete), incomplete
     assert "2 jobs: 0 done, 0 failed, 2 incomplete (2 interrupted or killed), " \
         "0 not launched" in out
+
+
+REQUEUED = r"""
+import signal, sys
+from domainbed_patch.launchers import TrainCommand
+signal.signal(signal.SIGUSR2, lambda *_: sys.exit(144))  # submitit's requeue on timeout
+TrainCommand()([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+"""
+CHILD = r"""
+import signal, sys, time
+from pathlib import Path
+signal.signal(signal.SIGINT, lambda *_: (Path(sys.argv[1]).write_text("SIGINT"), sys.exit(130)))
+Path(sys.argv[1] + ".started").write_text("")
+time.sleep(120)
+"""
+
+
+def test_a_requeued_submitit_job_stops_its_job_before_the_next_attempt(tmp_path):
+    """submitit requeues a timed-out job by SystemExit in its signal handler; the job
+    it ran must be stopped then (and record it), not left running beside the next."""
+    record = tmp_path / "child"
+    task = subprocess.Popen([sys.executable, "-c", REQUEUED, CHILD, str(record)])
+    deadline = time.monotonic() + 120
+    while not Path(f"{record}.started").exists():
+        assert task.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    task.send_signal(signal.SIGUSR2)
+    assert task.wait(timeout=60) == 144
+    assert record.read_text() == "SIGINT"
