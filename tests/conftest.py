@@ -49,7 +49,7 @@ def pytest_runtest_setup(item):
 
 
 #: The authors' DomainBed fork (their ``HessianAlignment/`` folder): tests hold the
-#: plugin against it, side by side. ``.ci/run`` points it at ``../shared/authors_fork``.
+#: plugin against it, side by side. ``.ci/run`` points it at CI's copy of the fork.
 AUTHORS_FORK_VARIABLE = "HESSIAN_DG_AUTHORS_FORK"
 
 
@@ -58,8 +58,8 @@ def authors_fork_missing_reason():
     fork = os.environ.get(AUTHORS_FORK_VARIABLE)
     if not fork:
         return (f"the authors' DomainBed fork is not here: set {AUTHORS_FORK_VARIABLE} to "
-                "its HessianAlignment/ folder (huawei-noah/Federated-Learning at a50b474; "
-                "beside a checkout: ../shared/authors_fork/HessianAlignment)")
+                "its HessianAlignment/ folder (a clone of huawei-noah/Federated-Learning "
+                "at commit a50b474)")
     if not (Path(fork) / "domainbed" / "algorithms.py").is_file():
         return (f"{AUTHORS_FORK_VARIABLE}={fork!r} holds no domainbed/algorithms.py; set it "
                 "to the fork's HessianAlignment/ folder")
