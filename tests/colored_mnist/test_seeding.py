@@ -53,9 +53,12 @@ def test_training_seeds_every_stream_with_its_own_seed(idx_folder, monkeypatch):
             return real
         return SeedRecorder(real)
 
+    config = TrainConfig(hidden_dim=4, steps=1, log_every=1, hutchinson_samples=2)
+    # One restart before the spies: torch's lazy imports (which read torch.Generator
+    # in annotations) happen now, not while torch.Generator is the spy.
+    train.train_restart(images, classes, "Hutchinson", config, RestartSeeds(1, 2), VAL, 200)
     monkeypatch.setattr(train.torch, "manual_seed", spy_global)
     monkeypatch.setattr(train.torch, "Generator", spy_generator)
-    config = TrainConfig(hidden_dim=4, steps=1, log_every=1, hutchinson_samples=2)
     for seed, restart in itertools.product(range(2), range(3)):
         train.train_restart(images, classes, "Hutchinson", config,
                             RestartSeeds.of(seed, restart), VAL, 200)
