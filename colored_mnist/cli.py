@@ -42,8 +42,7 @@ def _one_line_error(parser: argparse.ArgumentParser, message: str) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Every flag of the command on ``parser``; its errors become one line."""
-    parser.error = types.MethodType(_one_line_error, parser)
+    """Every flag of the command on ``parser``."""
     add = parser.add_argument
     add("--algorithms", nargs="+", default=list(ALGORITHMS), metavar="NAME",
         help=f"any of {', '.join(ALGORITHMS)} (default: all)")
@@ -86,7 +85,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "cmnist", help="Colored MNIST: ERM, IRM, VREx, Fishr, HGP, Hutchinson side by side",
         description=DESCRIPTION)
     add_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=execute)
     return parser
 
 
@@ -266,21 +265,32 @@ def _check_training_sizes(args, classes, restarts: List[int]) -> None:
             f"images, and each needs at least one; {hint}")
 
 
-def run(args, prog: str = PROG) -> int:
-    """Run the parsed command; bad input or data: one line on stderr, status 2."""
+def execute(args) -> int:
+    """Run the parsed command (``hessian-dg cmnist``'s body). Bad input or data raises
+    :class:`~colored_mnist.errors.CmnistError`, which the caller shows; Ctrl-C
+    outside the restarts says that saved restarts are kept, exit status 130."""
     try:
         return _execute(args)
     except KeyboardInterrupt:  # outside the restarts (their interrupt is _execute's)
         print("\ninterrupted; saved restarts are kept: rerun the same command to resume",
               file=sys.stderr)
         return 130
+
+
+def run(args, prog: str = "python -m colored_mnist") -> int:
+    """:func:`execute` for ``python -m colored_mnist``, which has no ``hessian-dg``
+    entry to show its errors: the same convention, one line on stderr, status 2."""
+    try:
+        return execute(args)
     except CmnistError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
 
 
 def build_parser(prog: str = "python -m colored_mnist") -> argparse.ArgumentParser:
+    """The parser of ``python -m colored_mnist``: a refused flag is one line too."""
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    parser.error = types.MethodType(_one_line_error, parser)
     return add_arguments(parser)
 
 

@@ -26,11 +26,14 @@ stays done. ``--provenance JSON`` (after it; the sweep's preset, overrides and
 protocol) and the software and device go to ``provenance.json``
 (:mod:`domainbed_patch.provenance`), also kept out of DomainBed's train.
 """
+import ast
 import os
 import signal
 import sys
 import time
 import traceback
+from pathlib import Path
+from typing import List
 
 from domainbed_patch import provenance
 from domainbed_patch.domainbed_scripts import run_domainbed_script
@@ -84,6 +87,57 @@ def check_train_namespace(namespace: dict) -> None:
             f"DomainBed's train left no {', '.join(missing)}. Diagnose the job from "
             "its model.pkl instead (hessian-dg diagnose), or use DomainBed at the "
             "pinned commit (hessian-dg doctor)")
+
+
+def _module_level_names(tree: ast.Module) -> set:
+    """Names a module binds outside functions and classes (``if __name__ ...`` blocks,
+    loops and ``with`` statements included): what ``runpy`` leaves behind."""
+    names, todo = set(), list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            continue
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                names.add(child.id)
+            elif isinstance(child, (ast.stmt, ast.withitem, ast.excepthandler, ast.expr)):
+                todo.append(child)
+    return names
+
+
+def train_namespace_missing(train_script: Path) -> List[str]:
+    """What :data:`TRAIN_NAMESPACE` names DomainBed's ``train.py`` would not leave,
+    read from its source before any job runs (``[]`` where all are there).
+
+    >>> import tempfile
+    >>> script = Path(tempfile.mkdtemp()) / "train.py"
+    >>> _ = script.write_text("if __name__ == '__main__':\n    args = 1\n"
+    ...                       "    for device in 'c':\n        hparams = algorithm = 0\n")
+    >>> train_namespace_missing(script)
+    []
+    >>> _ = script.write_text("def main():\n    algorithm = args = hparams = device = 0\n")
+    >>> train_namespace_missing(script)
+    ['algorithm', 'args', 'hparams', 'device']
+    """
+    names = _module_level_names(ast.parse(Path(train_script).read_text()))
+    return [name for name in TRAIN_NAMESPACE if name not in names]
+
+
+def train_namespace_problem() -> str:
+    """'' where the DomainBed found leaves what in-job diagnostics read; else one
+    line saying what it lacks (``doctor`` and ``sweep launch`` with ``diagnose``)."""
+    from domainbed_patch import locate
+    script = locate.ensure_domainbed_importable().root / "domainbed" / "scripts" / "train.py"
+    missing = train_namespace_missing(script)
+    if not missing:
+        return ""
+    return (f"{script} leaves no module-level {', '.join(missing)}: in-job diagnostics "
+            "cannot be computed (each job says so in err.txt); diagnose the jobs from "
+            "their model.pkl (hessian-dg diagnose), or use DomainBed at the pinned commit")
 
 
 def _diagnose(namespace: dict, output_dir: str, max_examples: int, seconds: float) -> None:

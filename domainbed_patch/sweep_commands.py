@@ -240,6 +240,11 @@ def launch(preset, jobs, args) -> int:
         print(f"{len(left)} incomplete jobs left alone: running here, or started on another "
               "host (`hessian-dg sweep status` says which; --retry_incomplete reruns those "
               "once they no longer run there, delete_incomplete clears them).")
+    if to_launch and preset.diagnose:
+        from domainbed_patch.job_runner import train_namespace_problem
+        problem = train_namespace_problem()
+        if problem:  # the training is still worth running; say so before it starts
+            print(f"hessian-dg: warning: {problem}", file=sys.stderr)
     if to_launch:
         if len(to_launch) > 50 and not _confirm(f"Launch {len(to_launch)} jobs?",
                                                args.skip_confirmation):

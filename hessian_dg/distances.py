@@ -131,7 +131,7 @@ def hessian_frobenius_distance(a, b, num_probes: int = 100,
     a larger one through its Kronecker structure (see the module docstring), in
     row chunks of ``chunk_size`` examples. An autograd head gets the Hutchinson
     estimate ``(1/S) sum_s ||(H_a - H_b) z_s||^2`` with ``num_probes`` probes from
-    ``generator``, returned with ``exact=False``.
+    ``generator``, returned with ``method="hutchinson"`` and its probe count.
     """
     _check_pair(a, b)
     size = math.prod(a.shape)

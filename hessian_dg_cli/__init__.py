@@ -15,7 +15,9 @@ Dependencies run this package -> {:mod:`domainbed_patch`, :mod:`colored_mnist`} 
 A user error is shown as one line ``hessian-dg: error: <what was wrong>`` on stderr,
 hint lines after it, exit status 2: the bridge's errors derive from
 :class:`domainbed_patch.errors.UserError`, Colored MNIST's from
-:class:`colored_mnist.errors.CmnistError` (:data:`USER_ERRORS`).
+:class:`colored_mnist.errors.CmnistError` (:data:`USER_ERRORS`); a command's body
+raises them and never prints them itself. Flags argparse refuses take the same form
+(:class:`EntryParser`), with a hint naming the command's ``--help``.
 """
 from __future__ import annotations
 
@@ -64,6 +66,14 @@ USER_ERRORS = (("domainbed_patch.errors", "UserError"),
                ("colored_mnist.errors", "CmnistError"))
 
 
+class EntryParser(argparse.ArgumentParser):
+    """Every parser of the command (sub-commands too): a refused flag is one line
+    ``hessian-dg: error: <message>``, then where the options are listed, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{PROG}: error: {message}\nrun '{self.prog} --help' for its options\n")
+
+
 def chosen_command(argv: List[str]) -> Optional[str]:
     """The sub-command ``argv`` names (its first argument that is not an option)."""
     return next((a for a in argv if not a.startswith("-")), None)
@@ -72,8 +82,9 @@ def chosen_command(argv: List[str]) -> Optional[str]:
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser, with ``command``'s module imported and its flags declared; every
     other command is a placeholder that carries its name and help only."""
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = EntryParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       parser_class=EntryParser)
     module = COMMANDS[command].module if command in COMMANDS else None
     for name, entry in COMMANDS.items():
         if name in subparsers.choices:  # declared with the chosen one (train, collect)
@@ -108,7 +119,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser(command)
     args, unknown = parser.parse_known_args(argv)
     if unknown and not getattr(args, "passes_unknown_flags", False):
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        EntryParser(prog=f"{PROG} {command}").error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     args.command_argv = argv[argv.index(command) + 1:]
     try:
         return args.func(args)

@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Sequence
 
 from domainbed_patch.job_folder import REPORT
-from domainbed_patch.locate import DomainBedNotFoundError
 from domainbed_patch.report import provenance, records, rendering, selection
 from domainbed_patch.report.diagnostics import (
     diagnostics_markdown,
@@ -167,9 +166,8 @@ def run(args: argparse.Namespace) -> int:
             sweep, files = write_report(args.input_dir, args.output_dir, args.reference,
                                         figures=not args.no_figures,
                                         packaged_reference=not args.no_published)
-        except (records.ReportError, DomainBedNotFoundError, OSError) as error:
-            print(f"{PROG}: error: {error}", file=sys.stderr)
-            return 2
+        except OSError as error:  # an unreadable input, an unwritable output folder
+            raise records.ReportError(str(error)) from error
     print(f"Read {args.input_dir}: {sweep.summary()}")
     for path in files:
         print(f"Wrote {path}")

@@ -17,6 +17,7 @@ from typing import Iterable, List, Optional
 import pandas as pd
 
 from domainbed_patch import job_folder
+from domainbed_patch.errors import UserError
 from domainbed_patch.job_folder import JobFolder, job_folders
 from domainbed_patch.locate import import_domainbed
 
@@ -34,7 +35,7 @@ SELECTION_LABELS = {
 AVERAGES_COLUMNS = ("selection", "dataset", "algorithm", "accuracy", "stderr", "trials")
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """Something the user can fix: a missing folder, a malformed reference CSV."""
 
 

@@ -4,7 +4,9 @@ import os
 
 import pytest
 
+import hessian_dg_cli
 from colored_mnist import cli
+from colored_mnist.errors import UsageError
 from colored_mnist.penalties import ALGORITHMS
 from tests.colored_mnist.conftest import synthetic_arrays, write_folder
 
@@ -72,7 +74,7 @@ def test_add_parser_wires_a_cmnist_subcommand():
     cli.add_parser(sub)
     args = parser.parse_args(["cmnist", "--algorithms", "hgp", "vrex", "--setting",
                               "label_shift", "--n_restarts", "3"])
-    assert args.func is cli.run
+    assert args.func is cli.execute
     assert args.restarts == 3 and args.setting == "label_shift"
     assert cli._check(args) == ["HGP", "VREx"]
     defaults = parser.parse_args(["cmnist"])
@@ -85,14 +87,23 @@ def test_add_parser_wires_a_cmnist_subcommand():
     assert defaults.label_flipping_prob == 0.25 and defaults.restarts == 10
 
 
-def test_subcommand_errors_are_one_line(capsys):
-    parser = argparse.ArgumentParser(prog="hessian-dg")
-    cli.add_parser(parser.add_subparsers(dest="subcommand"))
+def test_subcommand_errors_follow_the_entrys_convention(capsys):
+    """Under ``hessian-dg`` a refused flag and a bad value are both
+    ``hessian-dg: error: ...`` (the entry shows them; the body only raises);
+    ``python -m colored_mnist`` says the same in one line of its own."""
     with pytest.raises(SystemExit) as stop:
-        parser.parse_args(["cmnist", "--steps", "x"])
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert stop.value.code == 2 and len(lines) == 1
-    assert lines[0].startswith("hessian-dg cmnist: error:")
-    args = parser.parse_args(["cmnist", "--algorithms", "nope"])
-    assert args.func(args) == 2
-    assert capsys.readouterr().err.startswith("hessian-dg cmnist: error: unknown algorithm")
+        hessian_dg_cli.main(["cmnist", "--steps", "x"])
+    lines = capsys.readouterr().err.splitlines()
+    assert stop.value.code == 2
+    assert lines == ["hessian-dg: error: argument --steps: invalid int value: 'x'",
+                     "run 'hessian-dg cmnist --help' for its options"]
+    assert hessian_dg_cli.main(["cmnist", "--algorithms", "nope"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hessian-dg: error: unknown algorithm 'nope'")
+    args = cli.build_parser().parse_args(["--algorithms", "nope"])
+    with pytest.raises(UsageError, match="unknown algorithm 'nope'"):
+        cli.execute(args)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--steps", "x"])
+    assert stop.value.code == 2 and capsys.readouterr().err.splitlines() == [
+        "python -m colored_mnist: error: argument --steps: invalid int value: 'x'"]

@@ -75,3 +75,17 @@ def test_a_job_a_live_process_of_this_host_runs_is_left_to_it(tmp_path):
     assert result.returncode == 0 and "already running" in result.stdout
     assert folder.running_marker.read_text() == before
     assert folder.state == INCOMPLETE and folder.attempt == RUNNING
+
+
+def test_what_diagnostics_read_is_checked_from_trains_source_before_any_job(tmp_path):
+    """The pinned train leaves all four; a train that renamed one is caught before a
+    sweep with ``diagnose = true`` starts (not only in err.txt after training)."""
+    from domainbed_patch import job_runner, locate
+    assert job_runner.train_namespace_problem() == ""
+    source = (locate.ensure_domainbed_importable().root / "domainbed" / "scripts"
+              / "train.py").read_text()
+    assert "    device = " in source
+    renamed = tmp_path / "train.py"
+    renamed.write_text(source.replace("    device = ", "    the_device = ")
+                       .replace("(device)", "(the_device)"))
+    assert job_runner.train_namespace_missing(renamed) == ["device"]

@@ -1,7 +1,10 @@
 """``write_report`` and the command (``hessian-dg report``)."""
 import argparse
 
+import pytest
+
 from domainbed_patch import report
+from domainbed_patch.report.records import ReportError
 from tests.domainbed_patch.report.smoke_sweep import (
     FIGURES,
     JOBS,
@@ -47,10 +50,11 @@ def test_add_parser_adds_a_report_subcommand_that_runs(tmp_path, capsys):
     assert args.func is report.run
     assert (args.output_dir, args.reference, args.no_published, args.no_figures) == (
         None, ["a.csv", "b.csv"], False, False)
-    assert args.func(args) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err == (f"hessian-dg report: error: input directory "
-                            f"{tmp_path / 'absent'} does not exist; pass the "
-                            "--output_dir of a DomainBed sweep\n")
+    with pytest.raises(ReportError, match="does not exist"):
+        args.func(args)  # the entry shows it (hessian_dg_cli's one convention)
+    status, stdout, stderr = run_main("--input_dir", tmp_path / "absent")
+    assert status == 2 and stdout == ""
+    assert stderr == (f"hessian-dg: error: input directory "
+                      f"{tmp_path / 'absent'} does not exist; pass the "
+                      "--output_dir of a DomainBed sweep\n")
     assert not (tmp_path / "absent").exists()

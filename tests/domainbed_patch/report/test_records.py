@@ -114,6 +114,6 @@ def test_unusable_input_dir_is_a_one_line_error(tmp_path, make, message):
     status, stdout, stderr = run_main("--input_dir", input_dir,
                                       "--output_dir", tmp_path / "out")
     assert status == 2 and stdout == ""
-    assert stderr.startswith("hessian-dg report: error: ") and message in stderr
+    assert stderr.startswith("hessian-dg: error: ") and message in stderr
     assert stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
