@@ -36,10 +36,30 @@ DATASET_FOLDERS: Dict[str, tuple] = {
 NO_DATA_NEEDED = ("Debug28", "Debug224")
 
 
+#: WILDS datasets -> the wilds class DomainBed's download.py names for them.
+WILDS_CLASSES = {"WILDSCamelyon": ("camelyon17_dataset", "Camelyon17Dataset"),
+                 "WILDSFMoW": ("fmow_dataset", "FMoWDataset")}
+
+
 def download_command(dataset: str, data_dir: str) -> str:
+    """The command that fetches ``dataset`` into ``data_dir``, as DomainBed's
+    ``download.py`` does it. Its command-line entry is no such command: at b93c22a
+    ``python -m domainbed.scripts.download`` fetches TerraIncognita alone (the other
+    calls are commented out), so each dataset is named by its function.
+
+    >>> print(download_command("PACS", "data"))
+    python -c "from domainbed.scripts.download import download_pacs; download_pacs('data')"
+    """
     folder, function = DATASET_FOLDERS.get(dataset, (None, None))
+    if dataset.startswith("Spawrious"):
+        function = "download_spawrious"
+    if dataset in WILDS_CLASSES:
+        module, name = WILDS_CLASSES[dataset]
+        return (f"python -c \"from wilds.datasets.{module} import {name}; "
+                f"{name}(root_dir='{data_dir}', download=True)\"")
     if function is None:
-        return f"python -m domainbed.scripts.download --data_dir {data_dir}  (all datasets)"
+        return ("the function of DomainBed's domainbed/scripts/download.py that fetches "
+                "it (its command-line entry fetches TerraIncognita only)")
     return (f"python -c \"from domainbed.scripts.download import {function}; "
             f"{function}('{data_dir}')\"")
 

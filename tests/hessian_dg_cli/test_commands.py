@@ -1,4 +1,5 @@
-"""``hessian-dg`` (hessian_dg_cli): bad input to any command fails in one line, before any job starts."""
+"""``hessian-dg`` (hessian_dg_cli): bad input to any command fails in one line,
+before any job starts."""
 import pytest
 
 import hessian_dg_cli as cli
