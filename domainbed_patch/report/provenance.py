@@ -109,22 +109,23 @@ def budgets(records) -> pd.DataFrame:
 
 
 def budget_warnings(records, comparison: pd.DataFrame) -> List[str]:
-    """Per dataset and reference source of known budget: the algorithms whose rows
-    rest on fewer hparams or trials than the reference rows beside them."""
+    """Per dataset and reference source of known budget whose rows stand in that
+    dataset's table: the sweep's algorithms there that rest on fewer hparams or
+    trials than those rows (an algorithm without a reference row of its own, HGP
+    say, is still read beside them)."""
     compared = comparison[comparison["reference_source"].isin(list(REFERENCE_BUDGETS))
-                          & comparison["accuracy"].notna()]
+                          & comparison["reference_accuracy"].notna()]
     ours = budgets(records)
-    pairs = compared[["dataset", "algorithm", "reference_source"]].drop_duplicates()
-    pairs = pairs.merge(ours, on=["dataset", "algorithm"])
     out = []
-    for (dataset, source), part in pairs.groupby(["dataset", "reference_source"], sort=False):
+    for (dataset, source), _ in compared.groupby(["dataset", "reference_source"], sort=False):
         hparams, trials = REFERENCE_BUDGETS[source]
+        part = ours[ours["dataset"] == dataset]
         short = part[(part["hparams"] < hparams) | (part["trials"] < trials)]
         if not short.empty:
             rows = ", ".join(f"{row.algorithm} on {row.hparams} x {row.trials}"
                              for row in short.itertuples())
             out.append(f"{dataset}: {rows} (hparams x trials), fewer than the "
-                       f"{hparams} x {trials} of the {source} rows compared with them: "
+                       f"{hparams} x {trials} of the {source} rows in the same table: "
                        "the difference is not only the algorithm's")
     return out
 

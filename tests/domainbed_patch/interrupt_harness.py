@@ -40,7 +40,8 @@ def main(launcher, sweep_dir, *seconds):
                         "hparams_seed": 0, "trial_seed": i, "seconds": float(s)},
                        jobs.Path(sweep_dir) / f"job{i}") for i, s in enumerate(seconds)]
     preset = SimpleNamespace(launcher={"name": launcher, "max_parallel": 1,
-                                       "timeout_min": 10}, output_dir=sweep_dir)
+                                       "timeout_min": 10}, output_dir=sweep_dir,
+                             diagnose=False)
     args = SimpleNamespace(retry_failed=False, retry_incomplete=False,
                            skip_confirmation=True, no_collect=True,
                            command_argv=["launch", "stand-in"])

@@ -127,6 +127,26 @@ def test_domainbeds_collect_results_and_hessian_dgs_report_agree(sweep, world):
     row = next(l for l in report.splitlines() if l.startswith("| Wildlife | HGP | "))
     assert float(re.findall(r"\d+\.\d", row.split("|")[3])[0]) == _collect_average(
         collected, "HGP")
+    # What the selection chose, per domain, and what made it: the report's other files.
+    import pandas as pd
+    (job,) = [d for d in sweep.iterdir() if (d / "done").exists()]
+    selected = pd.read_csv(sweep / "report" / "selected.csv")
+    chosen = selected[selected["selection"].str.startswith("training-domain")]
+    assert len(chosen) == 1
+    choice = chosen.iloc[0]
+    assert (choice["dataset"], choice["algorithm"], choice["test_env"]) == ("Wildlife", "HGP", 0)
+    assert choice["job"] == job.name and choice["trial_seed"] == 0
+    assert bool(choice["hparam.resnet18"]) is True and choice["hparam.batch_size"] == 2
+    # training-domain validation: the step of best mean out-split accuracy over the
+    # training domains; its test accuracy is the test domain's in-split accuracy
+    record = next(r for r in _records(job) if r["step"] == choice["step"])
+    assert choice["validation_accuracy"] == pytest.approx(
+        100 * (record["env1_out_acc"] + record["env2_out_acc"]) / 2)
+    assert choice["test_accuracy"] == pytest.approx(100 * record["env0_in_acc"])
+    per_domain = (sweep / "report" / "per_domain.md").read_text()
+    assert "| HGP |" in per_domain and "desert" in per_domain
+    assert "## Provenance" in report and "(1 of 1 finished jobs have one)" in report
+    assert "| preset | smoke (1 job) |" in report and "| protocol | paper (1 job) |" in report
 
 
 def test_hessian_dg_diagnose_reads_it_from_the_registered_folder(sweep, capsys):
