@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import types
 from typing import List, Optional
 
@@ -168,10 +169,14 @@ def _execute(args) -> int:
                f"{args.setting.replace('_', ' ')}"
                + (f", {args.train_size} training images" if args.train_size else ""))
     failed = 0
+    if args.report_only and args.no_report:
+        raise UsageError("--report_only with --no_report: nothing to do (--report_only "
+                         "trains nothing, --no_report writes no report)")
     _check_output_dir(args)
     done, pending = runner.plan(spec, algorithms, args.restarts)  # reads no data
+    fate = "left out of the report" if args.report_only else "it runs again"
     for path, problem in runner.unreadable_results(spec, pending):
-        print(f"{PROG}: warning: {path} is not a saved restart ({problem}): it runs again",
+        print(f"{PROG}: warning: {path} is not a saved restart ({problem}): {fate}",
               file=sys.stderr)
     finished = list(done)
     if pending and not args.report_only:
@@ -235,9 +240,21 @@ def _check_output_dir(args) -> None:
     if not os.path.isdir(existing):
         raise UsageError(f"--output_dir {args.output_dir} cannot be made: {existing} is a "
                          "file; give a folder (made if missing)")
-    if not args.report_only and not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--output_dir {args.output_dir}: {existing} is not writable; "
-                         "give a folder you can write to")
+    problem = not args.report_only and _cannot_write_in(existing)
+    if problem:
+        raise UsageError(f"--output_dir {args.output_dir}: {existing} is not writable "
+                         f"({problem}); give a folder you can write to")
+
+
+def _cannot_write_in(folder: str) -> str:
+    """Why nothing can be made in ``folder`` ('' if something can), tried by making an
+    empty folder and removing it: permission bits miss what root cannot do."""
+    try:
+        probe = tempfile.mkdtemp(prefix=".cmnist-write-check-", dir=folder)
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    os.rmdir(probe)
+    return ""
 
 
 def _check_training_sizes(args, classes, restarts: List[int]) -> None:

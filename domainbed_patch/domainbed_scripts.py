@@ -103,14 +103,21 @@ def tolerant_records(input_dir):
     from domainbed_patch.report.records import read_records
 
     def load_records(path):
-        found = []
+        found, lost = [], []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            for folder in job_folders(path):
-                if JobFolder(folder).results.is_file():
-                    found += read_records(JobFolder(folder).results)[0]
+            for folder in map(JobFolder, job_folders(path)):
+                if folder.results.is_file():
+                    found += read_records(folder.results)[0]
+                elif folder.is_done:  # done, but its rows are gone: say so, not drop it
+                    lost.append(folder.path.name)
         for warning in caught:
             print(f"hessian-dg collect: warning: {warning.message}", file=sys.stderr)
+        if lost:
+            print(f"hessian-dg collect: warning: {len(lost)} job(s) marked done have no "
+                  f"{JobFolder('.').results.name}, left out: {', '.join(sorted(lost))} "
+                  "(hessian-dg sweep launch runs them again; delete_incomplete clears "
+                  "them)", file=sys.stderr)
         return query.Q(found)
 
     records = load_records(input_dir)

@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import os
+import tempfile
 from typing import Dict, Iterable, List, Optional
 
 from domainbed_patch import hparams as plugin_hparams
@@ -283,6 +284,19 @@ def check_output_dir(path, flag: str = "--output_dir", writable: bool = True) ->
     if not os.path.isdir(existing):
         raise UsageError(f"{flag} {path} cannot be made: {existing} is a file; give a "
                          "folder (made if missing)")
-    if writable and not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: {existing} is not writable; give a folder you "
-                         "can write to")
+    problem = writable and cannot_write_in(existing)
+    if problem:
+        raise UsageError(f"{flag} {path}: {existing} is not writable ({problem}); give a "
+                         "folder you can write to")
+
+
+def cannot_write_in(folder: str) -> str:
+    """Why nothing can be made in ``folder`` ('' if something can): tried by making
+    an empty folder there and removing it (permission bits alone miss what root
+    cannot do: read-only mounts, /sys, /proc)."""
+    try:
+        probe = tempfile.mkdtemp(prefix=".hessian-dg-write-check-", dir=folder)
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    os.rmdir(probe)
+    return ""

@@ -77,6 +77,17 @@ def test_label_shift_train_size_is_checked_before_any_job(idx_folder, tmp_path, 
     assert len(list(out.rglob("restart_*.json"))) == 2
 
 
+def test_an_output_dir_nothing_can_be_made_in_is_one_line(idx_folder, tmp_path):
+    """/sys takes no folder, for root too: tried, not read from permission bits."""
+    target = "/sys/cmnist-test"
+    done = subprocess.run([sys.executable, "-m", "colored_mnist",
+                           *tiny(idx_folder[0], target, "--restarts", "1")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(PROG + f"--output_dir {target}: /sys is not writable (")
+
+
 def test_an_output_dir_that_is_a_file_is_one_line(idx_folder, tmp_path):
     """The real command: one line, before any job (no error log that cannot exist)."""
     target = tmp_path / "results"
@@ -124,6 +135,11 @@ def test_a_tampered_restart_file_runs_again(idx_folder, tmp_path, capsys, tamper
     capsys.readouterr()
     code, lines = run_main(["--report_only", *flags], capsys)
     assert code == 2 and "nothing to report" in lines[-1]  # never reported as a result
+    assert lines[0].endswith("): left out of the report")  # --report_only runs nothing
+    code, lines = run_main(["--report_only", "--no_report", *flags], capsys)
+    assert code == 2 and lines == ["python -m colored_mnist: error: --report_only with "
+                                   "--no_report: nothing to do (--report_only trains "
+                                   "nothing, --no_report writes no report)"]
     code, lines = run_main(flags, capsys)
     assert code == 0, lines
     warning = f"hessian-dg cmnist: warning: {path} is not a saved restart ("

@@ -112,6 +112,19 @@ def test_output_dirs_that_are_files(tmp_path):
     assert target.read_text() == "mine"
 
 
+def test_output_dirs_nothing_can_be_made_in(tmp_path):
+    """/sys takes no folder, for root too (whose permission bits pass): the folder
+    is tried, not its bits; one line, nothing left behind where it could be made."""
+    target = "/sys/hessian-dg-test/out"
+    unwritable = r"/sys is not writable \((Operation not permitted|Permission denied)\)"
+    _refused(sweep_commands, ["sweep", "launch", "smoke", "--output_dir", target],
+             rf"output_dir {target}: {unwritable}")
+    _refused(domainbed_scripts, TRAIN + ["--hparams", '{"batch_size": 8}', "--output_dir",
+                                         target], rf"--output_dir {target}: {unwritable}")
+    from domainbed_patch.validation import cannot_write_in
+    assert cannot_write_in(str(tmp_path)) == "" and list(tmp_path.iterdir()) == []
+
+
 def test_presets_that_are_not_text_or_are_folders(tmp_path):
     binary = tmp_path / "b.toml"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
@@ -162,6 +175,14 @@ def test_collect_copes_with_junk_and_corrupt_lines(tmp_path):
     warnings = [line for line in done.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 2 and all("skipped a corrupt line" in w for w in warnings)
     assert f"{sweep / 'job' / 'results.jsonl'}:2" in warnings[0]
+    lost = sweep / "lost_rows"  # done, its results.jsonl gone: named, not dropped silently
+    lost.mkdir()
+    (lost / "done").write_text("done")
+    done = subprocess.run(["hessian-dg", "collect", "--input_dir", str(sweep)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Total records: 1" in done.stdout
+    assert ("hessian-dg collect: warning: 1 job(s) marked done have no results.jsonl, "
+            "left out: lost_rows") in done.stderr
 
 
 def test_collect_on_nothing_is_an_error(tmp_path):
