@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from domainbed_patch import job_folder
+
 KEYS = ("args", "model_input_shape", "model_num_classes", "model_num_domains",
         "model_hparams", "model_dict")
 #: The train arguments diagnose reads from ``args``.
@@ -72,7 +74,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise CheckpointError(
             f"{path}: not loaded ({_reason(error)}); it is not a PyTorch checkpoint of "
             "tensors, numbers and strings, which is all DomainBed saves (hessian-dg "
-            "never runs code from a model.pkl)") from None
+            f"never runs code from a {job_folder.MODEL})") from None
     if not isinstance(saved, dict) or any(key not in saved for key in KEYS):
         found = sorted(map(str, saved)) if isinstance(saved, dict) else type(saved).__name__
         raise CheckpointError(f"{path}: not a DomainBed checkpoint: expected a dict with "

@@ -37,13 +37,17 @@ from typing import Optional
 import numpy as np
 import torch
 
-from domainbed_patch import locate, validation
+from domainbed_patch import job_folder, locate, validation
 from domainbed_patch.checkpoint import load_checkpoint
 from domainbed_patch.job_folder import DIAGNOSTICS as DIAGNOSTICS_FILE  # noqa: F401 - public
 from domainbed_patch.job_folder import JobFolder
 
 DEFAULT_MAX_EXAMPLES = 2000
 TRAIN_AVERAGE = "train_average"
+
+#: Why a job without a model file cannot be diagnosed from it, and what to do.
+NO_MODEL = (f"no {job_folder.MODEL} (trained with --skip_model_save?); diagnose it in the "
+            "job instead: sweep preset field diagnose = true")
 
 
 class SkipJob(Exception):
@@ -207,8 +211,7 @@ def diagnose_job(job_dir, data_dir: Optional[str] = None,
     job_dir = Path(job_dir)
     model_file = JobFolder(job_dir).model
     if not model_file.exists():
-        raise SkipJob("no model.pkl (trained with --skip_model_save?); diagnose it in "
-                      "the job instead: sweep preset field diagnose = true")
+        raise SkipJob(NO_MODEL)
     locate.ensure_domainbed_importable()
     from domainbed import algorithms
     saved = load_checkpoint(model_file, map_location=device)

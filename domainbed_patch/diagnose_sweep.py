@@ -119,8 +119,7 @@ def _precheck(job_dir: Path, data_dir: str) -> Optional[str]:
     if args.get("algorithm") not in algorithms.ALGORITHMS:
         return f"unknown algorithm {args.get('algorithm')!r}: DomainBed here does not define it"
     if not folder.model.exists():
-        return ("no model.pkl (trained with --skip_model_save?); diagnose it in the job "
-                "instead: sweep preset field diagnose = true")
+        return diagnose.NO_MODEL
     if not isinstance(args.get("dataset"), str):
         return f"its args name no dataset ({args.get('dataset')!r})"
     validation.check_data_dir(args["dataset"], data_dir or args.get("data_dir"))

@@ -123,7 +123,8 @@ def tolerant_records(input_dir):
     records = load_records(input_dir)
     if not records:
         raise UsageError(f"--input_dir {str(input_dir)!r} holds no DomainBed record (no job "
-                         "folder with a readable results.jsonl): nothing to collect")
+                         f"folder with a readable {JobFolder('.').results.name}): nothing "
+                         "to collect")
     original = reporting.load_records
     reporting.load_records = lambda path: records
     try:

@@ -37,7 +37,7 @@ from typing import List
 
 from domainbed_patch import provenance
 from domainbed_patch.domainbed_scripts import run_domainbed_script
-from domainbed_patch.job_folder import RUNNING, JobFolder
+from domainbed_patch.job_folder import ERROR_LOG, MODEL, RUNNING, JobFolder
 
 DIAGNOSE_FLAG = "--diagnose_max_examples"
 #: What DomainBed's train leaves at module level that in-job diagnostics read.
@@ -85,7 +85,7 @@ def check_train_namespace(namespace: dict) -> None:
             "in-job diagnostics need DomainBed's train (domainbed/scripts/train.py) to "
             f"leave the module-level variables {', '.join(TRAIN_NAMESPACE)}; this "
             f"DomainBed's train left no {', '.join(missing)}. Diagnose the job from "
-            "its model.pkl instead (hessian-dg diagnose), or use DomainBed at the "
+            f"its {MODEL} instead (hessian-dg diagnose), or use DomainBed at the "
             "pinned commit (hessian-dg doctor)")
 
 
@@ -136,8 +136,9 @@ def train_namespace_problem() -> str:
     if not missing:
         return ""
     return (f"{script} leaves no module-level {', '.join(missing)}: in-job diagnostics "
-            "cannot be computed (each job says so in err.txt); diagnose the jobs from "
-            "their model.pkl (hessian-dg diagnose), or use DomainBed at the pinned commit")
+            f"cannot be computed (each job says so in {ERROR_LOG}); diagnose the jobs "
+            f"from their {MODEL} (hessian-dg diagnose), or use DomainBed at the pinned "
+            "commit")
 
 
 def _diagnose(namespace: dict, output_dir: str, max_examples: int, seconds: float) -> None:

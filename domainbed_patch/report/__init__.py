@@ -52,6 +52,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from domainbed_patch import job_folder
 from domainbed_patch.job_folder import REPORT
 from domainbed_patch.report import provenance, records, rendering, selection
 from domainbed_patch.report.diagnostics import (
@@ -135,7 +136,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "published numbers and your own."))
     parser.add_argument("--input_dir", required=True,
                         help="the --output_dir of a DomainBed sweep: one folder per "
-                             "job with results.jsonl and, once finished, done")
+                             f"job with {job_folder.RESULTS} and, once finished, "
+                             f"{job_folder.DONE_MARKER}")
     parser.add_argument("--output_dir",
                         help="where to write the report (default: <input_dir>/report)")
     parser.add_argument("--reference", action="append", default=[], metavar="CSV",

@@ -139,7 +139,7 @@ def load_sweep(input_dir, exclude: Iterable = ()) -> Sweep:
     if not jobs:
         raise ReportError(f"input directory {input_dir} holds no job folders (a "
                           "DomainBed sweep has one subfolder per job, with "
-                          "results.jsonl and done)")
+                          f"{job_folder.RESULTS} and {job_folder.DONE_MARKER})")
     done = [job for job in jobs if JobFolder(job).is_done]
     records, skipped = [], 0
     for job in done:
@@ -156,7 +156,7 @@ def load_sweep(input_dir, exclude: Iterable = ()) -> Sweep:
                           "`done` file: no job has finished yet")
     if not records:
         raise ReportError(f"the {len(done)} finished jobs in {input_dir} hold no "
-                          "readable record in their results.jsonl")
+                          f"readable record in their {job_folder.RESULTS}")
     Q = import_domainbed("lib.query").Q
     incomplete = [job.name for job in sorted(set(jobs) - set(done))]
     return Sweep(input_dir, Q(records), [job.name for job in done], incomplete, skipped)

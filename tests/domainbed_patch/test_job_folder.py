@@ -16,7 +16,10 @@ from domainbed_patch.job_folder import JobFolder
 BRIDGE = Path(job_folder.__file__).parent
 NAMES = (job_folder.RESULTS, job_folder.DONE_MARKER, job_folder.MODEL, job_folder.ERROR_LOG,
          job_folder.FAILED_MARKER, job_folder.DIAGNOSTICS, job_folder.SUBMITIT_LOGS,
-         job_folder.DIAGNOSE_LOGS, job_folder.RUNNING_MARKER, job_folder.INTERRUPTED_MARKER)
+         job_folder.DIAGNOSE_LOGS, job_folder.RUNNING_MARKER, job_folder.INTERRUPTED_MARKER,
+         job_folder.OUT_LOG, job_folder.PROVENANCE)  # REPORT is also the command's name
+#: The names that cannot be mistaken for words, looked for inside messages too.
+FILE_NAMES = [name for name in NAMES if "." in name or "_" in name]
 
 
 def test_states(tmp_path):
@@ -137,4 +140,13 @@ def test_only_job_folder_spells_a_job_folders_file_names(name):
     spelled = sorted(str(path.relative_to(BRIDGE)) for path in BRIDGE.rglob("*.py")
                      if any(text == name or text.endswith("/" + name)
                             for text in _string_literals(path)))
+    assert spelled == ["job_folder.py"]
+
+
+@pytest.mark.parametrize("name", FILE_NAMES)
+def test_messages_spell_no_job_folder_file_name_either(name):
+    """Inside error messages and help texts as well: they take the name from
+    job_folder (docstrings may name the files)."""
+    spelled = sorted(str(path.relative_to(BRIDGE)) for path in BRIDGE.rglob("*.py")
+                     if any(name in text for text in _string_literals(path)))
     assert spelled == ["job_folder.py"]
