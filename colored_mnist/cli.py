@@ -189,6 +189,7 @@ def _execute(args) -> int:
             raise UsageError(f"--train_size {args.train_size}: at most {pool} here")
         _check_training_sizes(args, classes, sorted({r for _, r in pending}))
         spec.data_fingerprint = sources.fingerprint(images, classes)
+        spec.code_commit = runner.code_commit()  # what runs, however long it takes
         done, pending = runner.plan(spec, algorithms, args.restarts)  # data checked too
         cores = runner.available_cores()
         workers = args.workers or max(1, min(cores, len(pending)))

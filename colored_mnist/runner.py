@@ -59,6 +59,9 @@ class RunSpec:
     device: str = "cpu"
     #: :func:`colored_mnist.sources.fingerprint` of the data, once it is loaded.
     data_fingerprint: Optional[str] = None
+    #: :func:`code_commit` when the run started: the code its restarts ran, however
+    #: long they take (HEAD may move while they train).
+    code_commit: Optional[str] = None
 
 
 def available_cores() -> int:
@@ -96,8 +99,9 @@ def job_identity(spec: RunSpec, algorithm: str, restart: int) -> dict:
     return identity
 
 
-def provenance(device: str) -> dict:
-    """What made a result: versions of the software, the device's name."""
+def provenance(device: str, commit: Optional[str] = None) -> dict:
+    """What made a result: versions of the software, the device's name, and
+    ``commit`` (:func:`code_commit` at the run's start; now, if not given)."""
     import platform
 
     import numpy
@@ -109,22 +113,29 @@ def provenance(device: str) -> dict:
         name = torch.cuda.get_device_name(torch.device(device))
     return {"python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "hessian_dg": __version__,
-            "hessian_dg_commit": _git_commit(), "device": device, "device_name": name,
+            "hessian_dg_commit": commit or code_commit(), "device": device,
+            "device_name": name,
             "cuda": torch.version.cuda if device.startswith("cuda") else None}
 
 
-@lru_cache(maxsize=1)
-def _git_commit() -> Optional[str]:
-    """The project's git commit, when it runs from a checkout; else None."""
+def code_commit() -> Optional[str]:
+    """The project's git commit, when it runs from a checkout (else None), with
+    ``+dirty`` where tracked files of the code that trains (``colored_mnist/``,
+    ``hessian_dg/``) differ from it."""
     import subprocess
 
-    folder = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        out = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        changed = subprocess.run(["git", "-C", root, "status", "--porcelain",
+                                  "--untracked-files=no", "--", "colored_mnist", "hessian_dg"],
+                                 capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if head.returncode != 0 or not head.stdout.strip():
+        return None
+    return head.stdout.strip() + ("+dirty" if changed.stdout.strip() else "")
 
 
 def write_json_atomic(path: str, payload: dict) -> None:
@@ -213,7 +224,8 @@ def run_job(spec: RunSpec, algorithm: str, restart: int, threads: int) -> dict:
                                RestartSeeds.of(spec.seed, restart), spec.val_size,
                                spec.train_size, spec.device)
         result.update({"restart": restart, "setting": spec.config.setting,
-                       "identity": identity, "provenance": provenance(spec.device)})
+                       "identity": identity,
+                       "provenance": provenance(spec.device, spec.code_commit)})
         write_json_atomic(path, result)
         if os.path.exists(error_path):
             os.remove(error_path)

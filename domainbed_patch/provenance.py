@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 from pathlib import Path
 from typing import List, Mapping, Optional
 
@@ -48,9 +49,21 @@ def _version(module: str) -> Optional[str]:
 
 
 def project_commit() -> Optional[str]:
-    """hessian-dg's git commit when it runs from a checkout, else ``None``."""
+    """hessian-dg's git commit when it runs from a checkout, else ``None``; with
+    ``+dirty`` where tracked files of the code a job runs (``domainbed_patch/``,
+    ``hessian_dg/``) differ from it, so a number is never credited to a commit that
+    did not make it."""
     root = Path(__file__).resolve().parents[1]
-    return locate.read_commit(root) if (root / ".git").exists() else None
+    commit = locate.read_commit(root) if (root / ".git").exists() else None
+    if commit is None:
+        return None
+    try:
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                  "--untracked-files=no", "--", "domainbed_patch",
+                                  "hessian_dg"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return commit
+    return commit + ("+dirty" if changed.returncode == 0 and changed.stdout.strip() else "")
 
 
 def software() -> dict:

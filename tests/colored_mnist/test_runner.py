@@ -185,6 +185,20 @@ def test_a_restart_records_identity_and_provenance(idx_folder, tmp_path):
     assert result["provenance"]["torch"] == torch.__version__
     assert result["provenance"]["device"] == "cpu"
     assert result["provenance"]["device_name"]
+    assert result["provenance"]["hessian_dg_commit"] == runner.code_commit()
+
+
+def test_the_commit_is_the_one_the_run_started_with(idx_folder, tmp_path, monkeypatch):
+    """Taken once, before the first restart trains: a restart that ends after HEAD
+    moved (a commit made while a long run goes on) names the code it ran."""
+    commits = iter(["aaaa", "bbbb", "cccc"])
+    monkeypatch.setattr(runner, "code_commit", lambda: next(commits))
+    out = tmp_path / "out"
+    assert cli.main(tiny_flags(idx_folder[0], out, "--algorithms", "ERM", "VREx",
+                               "--restarts", "1", "--workers", "1", "--no_report")) == 0
+    for algorithm in ("ERM", "VREx"):
+        result = json.load(open(out / "correlation_shift" / algorithm / "restart_0.json"))
+        assert result["provenance"]["hessian_dg_commit"] == "aaaa"
 
 
 def test_a_restart_of_the_old_seeding_scheme_is_refused(idx_folder, tmp_path, capsys):
