@@ -58,6 +58,9 @@ def run_domainbed_script(name: str, argv, new_process: bool = False,
 def _add_train_flags(parser) -> None:
     """The DomainBed train flags that are checked here; all are passed on unchanged."""
     parser.add_argument("--dataset", default="RotatedMNIST")
+    parser.add_argument("--dataset_folder", help="an image folder laid out as DomainBed's "
+                        "(FOLDER/<domain>/<class>/<image>) to serve as --dataset: "
+                        "registered as hessian-dg dataset add does (not passed to train)")
     parser.add_argument("--algorithm", default="ERM")
     parser.add_argument("--data_dir")
     parser.add_argument("--hparams")
@@ -76,6 +79,9 @@ def train(args) -> int:
     from domainbed_patch import protocol, validation
 
     validation.check_names("algorithm", [args.algorithm], algorithms.ALGORITHMS)
+    if args.dataset_folder:
+        from domainbed_patch import own_datasets
+        own_datasets.ensure(args.dataset, args.dataset_folder)
     validation.check_names("dataset", [args.dataset], datasets.DATASETS)
     validation.check_test_envs(args.dataset, args.test_envs)
     validation.check_holdout_fraction(args.holdout_fraction)
@@ -86,7 +92,27 @@ def train(args) -> int:
     hparams = protocol.resolve_hparams(args.algorithm, args.dataset, args.hparams_seed,
                                        args.trial_seed, overrides=overrides)
     validation.check_batch_size(args.dataset, args.test_envs, args.holdout_fraction, hparams)
-    return run_domainbed_script("train", args.command_argv, new_process=True)
+    return run_domainbed_script("train", without_flag(args.command_argv, "--dataset_folder"),
+                                new_process=True)
+
+
+def without_flag(argv, flag: str) -> list:
+    """``argv`` less ``flag`` and its value (``flag V`` or ``flag=V``): a flag of
+    hessian-dg's that DomainBed's train does not know.
+
+    >>> without_flag(["--dataset", "W", "--dataset_folder", "/d", "--steps", "2"],
+    ...              "--dataset_folder")
+    ['--dataset', 'W', '--steps', '2']
+    """
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return out
 
 
 @contextlib.contextmanager

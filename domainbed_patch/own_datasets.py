@@ -150,6 +150,23 @@ def add(name: str, folder, force: bool = False, n_workers: Optional[int] = None)
     return entries[name]
 
 
+def ensure(name: str, folder) -> dict:
+    """``folder`` served as dataset ``name``, for a preset's ``[own_datasets]`` and
+    ``hessian-dg train --dataset_folder``: added when ``name`` is not registered, left
+    as it is (its layout checked again) when it is registered to that folder, refused
+    when it names another folder."""
+    wanted = Path(folder).expanduser().resolve()
+    entries = load()
+    if name not in entries:
+        return add(name, wanted)
+    if Path(entries[name]["folder"]) != wanted:
+        raise OwnDatasetError(f"dataset {name!r} is registered to {entries[name]['folder']}, "
+                              f"not {wanted}; to serve {wanted} under that name: hessian-dg "
+                              f"dataset add {name} {wanted} --force")
+    check_folder(name, entries[name])
+    return entries[name]
+
+
 def remove(name: str) -> None:
     entries = load()
     if name not in entries:

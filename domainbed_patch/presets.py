@@ -100,6 +100,10 @@ class SweepPreset:
                                        "diagnose (0: all)")
     hparams: Dict[str, Any] = _spec({}, lambda v: isinstance(v, dict),
                                     "a table of hparam = value")
+    own_datasets: Dict[str, str] = _spec(
+        {}, lambda v: isinstance(v, dict) and all(isinstance(f, str) and f for f in v.values()),
+        "a table of dataset name = image folder (registered as hessian-dg dataset add "
+        "does, before the sweep is planned)")
     launcher: Dict[str, Any] = _spec({}, lambda v: isinstance(v, dict), "a table")
 
 

@@ -84,9 +84,13 @@ def load(args):
     """The preset with overrides: its fields first (no DomainBed needed), then its
     names against DomainBed's."""
     overrides = overrides_from_args(args)
-    presets.load_preset(args.preset, overrides)
+    fields = presets.load_preset(args.preset, overrides)
     locate.ensure_domainbed_importable()
     from domainbed import algorithms, datasets
+
+    from domainbed_patch import own_datasets
+    for name, folder in fields.own_datasets.items():  # before DomainBed's names are read
+        own_datasets.ensure(name, folder)
     preset = presets.load_preset(args.preset, overrides,
                                  known_datasets=datasets.DATASETS,
                                  known_algorithms=algorithms.ALGORITHMS)

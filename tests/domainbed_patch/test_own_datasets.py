@@ -191,6 +191,34 @@ def test_hessian_dg_train_knows_an_own_datasets_split_sizes(registry, folder, ca
             "(holdout_fraction 0.2)") in capsys.readouterr().err
 
 
+def test_train_and_a_preset_can_name_the_folder_themselves(registry, folder, tmp_path,
+                                                          capsys):
+    """``train --dataset NAME --dataset_folder F`` and a preset's ``[own_datasets]``
+    register the folder on the way (no ``dataset add`` first); a name already
+    registered to that folder is left as it is, one registered elsewhere is refused."""
+    import hessian_dg_cli as cli
+    assert cli.main(["train", "--dataset", "Mine", "--dataset_folder", str(folder),
+                     "--algorithm", "ERM", "--hparams", '{"batch_size": 8}']) == 2
+    err = capsys.readouterr().err  # registered, then its split sizes were known
+    assert "batch_size 8 exceeds the 7 examples of a training split of Mine" in err
+    assert own_datasets.load()["Mine"]["folder"] == str(folder)
+    assert cli.main(["sweep", "plan", "smoke", "--datasets", "Yours", "--algorithms", "ERM",
+                     "--n_hparams", "1", "--output_dir", str(tmp_path / "sweep"),
+                     "--set", f'own_datasets.Yours="{folder}"',
+                     "--set", f'own_datasets.Mine="{folder}"']) == 0
+    assert "Yours" in capsys.readouterr().out
+    assert set(own_datasets.load()) == {"Mine", "Yours"}
+    other = write_image_folder(tmp_path / "other", DOMAINS, CLASSES, per_class=4)
+    assert cli.main(["sweep", "plan", "smoke", "--datasets", "Mine", "--output_dir",
+                     str(tmp_path / "sweep"), "--set", f'own_datasets.Mine="{other}"']) == 2
+    assert capsys.readouterr().err.startswith(
+        f"hessian-dg: error: dataset 'Mine' is registered to {folder}, not {other}; to "
+        f"serve {other} under that name: hessian-dg dataset add Mine {other} --force")
+    from domainbed_patch.domainbed_scripts import without_flag
+    assert without_flag(["--dataset_folder=/x", "--steps", "2"], "--dataset_folder") == [
+        "--steps", "2"]
+
+
 def _dataset_command(argv):
     parser = argparse.ArgumentParser(prog="hessian-dg")
     dataset_commands.add_parser(parser.add_subparsers(dest="command", required=True))
