@@ -198,9 +198,12 @@ def _execute(args) -> int:
               f"worker(s) x {threads} thread(s)", file=sys.stderr)
         try:
             results = runner.run_jobs(spec, pending, workers, threads)
-        except runner.Interrupted as stop:
-            saved = sum("error" not in r for r in stop.results.values())
-            print(f"\ninterrupted: {saved} restart(s) saved in this run ({len(done) + saved}"
+        except runner.Interrupted:
+            # Counted on disk: a worker may have saved a restart whose result never
+            # reached this process before the interrupt.
+            now, _ = runner.plan(spec, algorithms, args.restarts)
+            saved = len(now) - len(done)
+            print(f"\ninterrupted: {saved} restart(s) saved in this run ({len(now)}"
                   f" of {len(done) + len(pending)} in all), {len(pending) - saved} not; "
                   "rerun the same command to resume", file=sys.stderr)
             return 130

@@ -110,7 +110,7 @@ def _module_level_names(tree: ast.Module) -> set:
 
 
 def train_namespace_missing(train_script: Path) -> List[str]:
-    """What :data:`TRAIN_NAMESPACE` names DomainBed's ``train.py`` would not leave,
+    r"""What :data:`TRAIN_NAMESPACE` names DomainBed's ``train.py`` would not leave,
     read from its source before any job runs (``[]`` where all are there).
 
     >>> import tempfile
