@@ -115,9 +115,12 @@ def train_size_rows(results_by_size: Dict[int, Dict[str, List[dict]]]) -> List[d
     return rows
 
 
-def train_size_markdown(rows: Sequence[dict], algorithms: Sequence[str]) -> str:
-    """Algorithms as rows, sizes as columns: ``test (train)`` accuracy in %."""
-    sizes = sorted({row["train_size"] for row in rows})
+def train_size_markdown(rows: Sequence[dict], algorithms: Sequence[str],
+                        sizes: Optional[Sequence[int]] = None) -> str:
+    """Algorithms as rows, sizes as columns: ``test (train)`` accuracy in %; every
+    size of ``sizes`` (default: those in ``rows``) is a column, ``-`` where no
+    restart is saved."""
+    sizes = sorted(sizes or {row["train_size"] for row in rows})
     cell = {(row["algorithm"], row["train_size"]): row for row in rows}
     lines = ["| Algorithm | " + " | ".join(f"{size:,} images" for size in sizes) + " |",
              "|---|" + "---|" * len(sizes)]

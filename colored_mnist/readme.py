@@ -70,7 +70,8 @@ def run_table(flags: str, root: Path = ROOT, write: bool = False) -> str:
 
 
 def run_compare(flags: str, root: Path = ROOT, write: bool = False) -> str:
-    """:func:`colored_mnist.comparison.comparison_markdown` of the run ``flags`` name."""
+    """:func:`colored_mnist.comparison.comparison_markdown` of the run ``flags`` name
+    (``write`` is the renderers' common signature: nothing is written beside it)."""
     from colored_mnist import comparison, report
 
     args, _, _, done = _run(flags, root)
@@ -105,7 +106,7 @@ def run_train_size(flags: str, root: Path = ROOT, write: bool = False) -> str:
         comparison.plot_train_size(rows, algorithms, str(folder / f"train_size_{args.setting}.png"),
                                    f"{args.setting.replace('_', ' ')}: accuracy against "
                                    "training images")
-    return comparison.train_size_markdown(rows, algorithms)
+    return comparison.train_size_markdown(rows, algorithms, sizes)
 
 
 NOTHING = "(no restart saved yet)\n"

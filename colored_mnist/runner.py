@@ -118,13 +118,17 @@ def provenance(device: str, commit: Optional[str] = None) -> dict:
             "cuda": torch.version.cuda if device.startswith("cuda") else None}
 
 
-def code_commit() -> Optional[str]:
-    """The project's git commit, when it runs from a checkout (else None), with
+def code_commit(root: Optional[str] = None) -> Optional[str]:
+    """The project's git commit, when it runs from its own checkout (else None), with
     ``+dirty`` where tracked files of the code that trains (``colored_mnist/``,
-    ``hessian_dg/``) differ from it."""
+    ``hessian_dg/``) differ from it, ``+unverified`` where git cannot say. (The
+    bridge's :func:`domainbed_patch.provenance.project_commit` does the same for its
+    jobs; neither package may import the other.)"""
     import subprocess
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.exists(os.path.join(root, ".git")):  # an installed copy
+        return None
     try:
         head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"],
                               capture_output=True, text=True, timeout=10)
@@ -135,6 +139,8 @@ def code_commit() -> Optional[str]:
         return None
     if head.returncode != 0 or not head.stdout.strip():
         return None
+    if changed.returncode != 0:
+        return head.stdout.strip() + "+unverified"
     return head.stdout.strip() + ("+dirty" if changed.stdout.strip() else "")
 
 

@@ -53,11 +53,11 @@ def report(data_dir: str = "") -> tuple:
         lines.append(_line(not missing, f"{' and '.join(names)} in DomainBed's registry"
                            + (f"; missing: {', '.join(missing)}" if missing else "")))
         registered = not missing
-        healthy = hooked and registered
-        from domainbed_patch.job_runner import train_namespace_problem
+        from domainbed_patch.job_runner import TRAIN_NAMESPACE, train_namespace_problem
         problem = train_namespace_problem()
         lines.append(_line(not problem, problem or "DomainBed's train leaves what in-job "
-                           "diagnostics read (algorithm, args, hparams, device)"))
+                           f"diagnostics read ({', '.join(TRAIN_NAMESPACE)})"))
+        healthy = hooked and registered and not problem
 
     from domainbed_patch import dataset_layout
     data_lines, data_healthy = dataset_layout.doctor_lines(data_dir)

@@ -125,7 +125,7 @@ def tolerant_records(input_dir):
 
     from domainbed.lib import query, reporting
 
-    from domainbed_patch.job_folder import JobFolder, job_folders
+    from domainbed_patch.job_folder import DONE_NO_RESULTS, RESULTS, JobFolder, job_folders
     from domainbed_patch.report.records import read_records
 
     def load_records(path):
@@ -133,15 +133,15 @@ def tolerant_records(input_dir):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for folder in map(JobFolder, job_folders(path)):
-                if folder.results.is_file():
-                    found += read_records(folder.results)[0]
-                elif folder.is_done:  # done, but its rows are gone: say so, not drop it
+                if folder.state == DONE_NO_RESULTS:  # its rows are gone: say so, not drop it
                     lost.append(folder.path.name)
+                elif folder.results.is_file():
+                    found += read_records(folder.results)[0]
         for warning in caught:
             print(f"hessian-dg collect: warning: {warning.message}", file=sys.stderr)
         if lost:
             print(f"hessian-dg collect: warning: {len(lost)} job(s) marked done have no "
-                  f"{JobFolder('.').results.name}, left out: {', '.join(sorted(lost))} "
+                  f"{RESULTS} rows, left out: {', '.join(sorted(lost))} "
                   "(hessian-dg sweep launch runs them again; delete_incomplete clears "
                   "them)", file=sys.stderr)
         return query.Q(found)
@@ -149,7 +149,7 @@ def tolerant_records(input_dir):
     records = load_records(input_dir)
     if not records:
         raise UsageError(f"--input_dir {str(input_dir)!r} holds no DomainBed record (no job "
-                         f"folder with a readable {JobFolder('.').results.name}): nothing "
+                         f"folder with a readable {RESULTS}): nothing "
                          "to collect")
     original = reporting.load_records
     reporting.load_records = lambda path: records
@@ -170,7 +170,8 @@ def collect(args) -> int:
 def add_parser(subparsers) -> None:
     """``train`` (takes every other flag of DomainBed's train too) and ``collect``."""
     parser = subparsers.add_parser(
-        "train", help="DomainBed's train, with checked input",
+        "train", allow_abbrev=False,  # what is not spelled out goes to DomainBed as it is
+        help="DomainBed's train, with checked input",
         description="DomainBed's train, after checking its input; every other flag of "
         "DomainBed's train is accepted and passed on")
     _add_train_flags(parser)

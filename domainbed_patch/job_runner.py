@@ -91,7 +91,8 @@ def check_train_namespace(namespace: dict) -> None:
 
 def _module_level_names(tree: ast.Module) -> set:
     """Names a module binds outside functions and classes (``if __name__ ...`` blocks,
-    loops and ``with`` statements included): what ``runpy`` leaves behind."""
+    loops and ``with`` statements included): what ``runpy`` leaves behind, read from
+    the source, so a heuristic: a name bound and later ``del``-ed still counts."""
     names, todo = set(), list(tree.body)
     while todo:
         node = todo.pop()
@@ -132,7 +133,10 @@ def train_namespace_problem() -> str:
     line saying what it lacks (``doctor`` and ``sweep launch`` with ``diagnose``)."""
     from domainbed_patch import locate
     script = locate.ensure_domainbed_importable().root / "domainbed" / "scripts" / "train.py"
-    missing = train_namespace_missing(script)
+    try:
+        missing = train_namespace_missing(script)
+    except (OSError, SyntaxError, ValueError) as error:
+        return f"{script} cannot be read as Python ({error}): DomainBed's train cannot run"
     if not missing:
         return ""
     return (f"{script} leaves no module-level {', '.join(missing)}: in-job diagnostics "

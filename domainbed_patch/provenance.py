@@ -48,12 +48,12 @@ def _version(module: str) -> Optional[str]:
         return None
 
 
-def project_commit() -> Optional[str]:
+def project_commit(root: Optional[Path] = None) -> Optional[str]:
     """hessian-dg's git commit when it runs from a checkout, else ``None``; with
     ``+dirty`` where tracked files of the code a job runs (``domainbed_patch/``,
-    ``hessian_dg/``) differ from it, so a number is never credited to a commit that
-    did not make it."""
-    root = Path(__file__).resolve().parents[1]
+    ``hessian_dg/``) differ from it and ``+unverified`` where git cannot say, so a
+    number is never credited to a commit that did not make it."""
+    root = Path(root or Path(__file__).resolve().parents[1])
     commit = locate.read_commit(root) if (root / ".git").exists() else None
     if commit is None:
         return None
@@ -62,8 +62,10 @@ def project_commit() -> Optional[str]:
                                   "--untracked-files=no", "--", "domainbed_patch",
                                   "hessian_dg"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return commit
-    return commit + ("+dirty" if changed.returncode == 0 and changed.stdout.strip() else "")
+        return commit + "+unverified"
+    if changed.returncode != 0:
+        return commit + "+unverified"
+    return commit + ("+dirty" if changed.stdout.strip() else "")
 
 
 def software() -> dict:

@@ -79,6 +79,17 @@ def chosen_command(argv: List[str]) -> Optional[str]:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def deepest_parser(parser: argparse.ArgumentParser, argv: List[str]) -> argparse.ArgumentParser:
+    """The (sub-)sub-command's parser that ``argv`` reaches: ``sweep plan ...`` ends
+    at ``hessian-dg sweep plan``, whose ``--help`` lists the flags it takes."""
+    for word in argv:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not actions or word not in actions[0].choices:
+            break
+        parser = actions[0].choices[word]
+    return parser
+
+
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser, with ``command``'s module imported and its flags declared; every
     other command is a placeholder that carries its name and help only."""
@@ -119,8 +130,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser(command)
     args, unknown = parser.parse_known_args(argv)
     if unknown and not getattr(args, "passes_unknown_flags", False):
-        EntryParser(prog=f"{PROG} {command}").error(
-            f"unrecognized arguments: {' '.join(unknown)}")
+        deepest_parser(parser, argv).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.command_argv = argv[argv.index(command) + 1:]
     try:
         return args.func(args)

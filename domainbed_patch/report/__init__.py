@@ -169,7 +169,10 @@ def run(args: argparse.Namespace) -> int:
                                         figures=not args.no_figures,
                                         packaged_reference=not args.no_published)
         except OSError as error:  # an unreadable input, an unwritable output folder
-            raise records.ReportError(str(error)) from error
+            where = f" {error.filename}" if error.filename else ""
+            raise records.ReportError(
+                f"cannot read the sweep or write the report{where}: "
+                f"{error.strerror or error}") from error
     print(f"Read {args.input_dir}: {sweep.summary()}")
     for path in files:
         print(f"Wrote {path}")

@@ -55,6 +55,9 @@ def test_train_size_rows_and_table():
     assert comparison.train_size_markdown(rows, ["ERM", "HGP"]).splitlines() == [
         "| Algorithm | 100 images | 200 images |", "|---|---|---|",
         "| ERM | 10.0 (100.0) | 20.0 (90.0) |", "| HGP | 60.0 (70.0) | - |"]
+    # a requested size without any saved restart is still a column, not left out
+    assert comparison.train_size_markdown(rows, ["ERM"], [50, 100, 200]).splitlines()[2] \
+        == "| ERM | - | 10.0 (100.0) | 20.0 (90.0) |"
 
 
 def test_the_readmes_train_size_and_compare_blocks_render_from_real_runs(idx_folder,
@@ -88,3 +91,13 @@ def test_the_readme_holds_both_settings_of_each_kind(kind):
     text = readme.ROOT.joinpath("README.md").read_text()
     settings = {flags.split("--setting ")[1].split()[0] for flags in readme.blocks(text, kind)}
     assert settings == {"correlation_shift", "label_shift"}
+
+
+def test_the_readmes_train_size_tables_have_a_column_per_size():
+    text = readme.ROOT.joinpath("README.md").read_text()
+    for flags in readme.blocks(text, "train-size"):
+        sizes = flags.split("--sizes ")[1].split(" --")[0].split()
+        table = readme.run_train_size(flags)
+        if table != readme.NOTHING:
+            assert table.splitlines()[0] == "| Algorithm | " + " | ".join(
+                f"{int(size):,} images" for size in sizes) + " |"

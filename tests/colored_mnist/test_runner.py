@@ -188,6 +188,18 @@ def test_a_restart_records_identity_and_provenance(idx_folder, tmp_path):
     assert result["provenance"]["hessian_dg_commit"] == runner.code_commit()
 
 
+def test_the_commit_says_when_the_code_that_trains_was_edited(tmp_path):
+    from tests.git_checkout import make_checkout
+    root = tmp_path / "checkout"
+    commit = make_checkout(root, ["colored_mnist", "hessian_dg", "docs"])
+    assert runner.code_commit(str(root)) == commit
+    (root / "docs" / "code.py").write_text("x = 2\n")  # not code that trains
+    assert runner.code_commit(str(root)) == commit
+    (root / "hessian_dg" / "code.py").write_text("x = 2\n")
+    assert runner.code_commit(str(root)) == commit + "+dirty"
+    assert runner.code_commit(str(tmp_path)) is None  # no checkout: an installed copy
+
+
 def test_the_commit_is_the_one_the_run_started_with(idx_folder, tmp_path, monkeypatch):
     """Taken once, before the first restart trains: a restart that ends after HEAD
     moved (a commit made while a long run goes on) names the code it ran."""

@@ -33,8 +33,8 @@ RUNS = (("ERM", 224), ("HGP", 224), ("Hutchinson", 224))
 #: the job whose hparams the update uses: PACS, hparams_seed 1, trial 0 (random draws).
 JOB = ("PACS", 1, 0)
 PROBE_SEED = 3
-#: BatchNorm layers by image size: ResNet-50's; DomainBed's 28x28 network has none.
-BATCHNORMS = {224: 53, 28: 0}
+#: BatchNorm layers by image size: ResNet-50's.
+BATCHNORMS = {224: 53}
 
 #: HGP and Hutchinson: how far our gradient may be from the fork's. Both compute the
 #: same float32 function by other routes: the plugin a closed form on one forward of

@@ -149,7 +149,6 @@ def test_domainbeds_2020_rows_froze_batchnorm_and_drew_batches_from_2_to_the_3(t
     assert 8 <= ranges["DomainNet"][0] < 16 and ranges["DomainNet"][1] < 32
 
 
-
 #: Runs ``download_terra_incognita`` of the DomainBed on ``PYTHONPATH`` offline, once
 #: per (folder, annotations) given: ``download_and_extract`` does nothing, the
 #: archives' contents are written first (tiny images, and the same annotations in both

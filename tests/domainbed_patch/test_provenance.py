@@ -81,3 +81,15 @@ def test_sweep_plan_explains_the_two_seeds(capsys):
     out = capsys.readouterr().out
     assert "\n".join(SEEDS_EXPLAINED) in out
     assert "seed_hash(hparams_seed, trial_seed)" in SEEDS_EXPLAINED[0]
+
+
+def test_the_commit_says_when_the_code_a_job_runs_was_edited(tmp_path):
+    from tests.git_checkout import make_checkout
+    root = tmp_path / "checkout"
+    commit = make_checkout(root, ["domainbed_patch", "hessian_dg", "colored_mnist"])
+    assert provenance.project_commit(root) == commit
+    (root / "colored_mnist" / "code.py").write_text("x = 2\n")  # not what a job runs
+    assert provenance.project_commit(root) == commit
+    (root / "domainbed_patch" / "code.py").write_text("x = 2\n")
+    assert provenance.project_commit(root) == commit + "+dirty"
+    assert provenance.project_commit(tmp_path) is None

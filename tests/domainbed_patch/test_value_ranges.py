@@ -116,7 +116,7 @@ def test_output_dirs_nothing_can_be_made_in(tmp_path):
     """/sys takes no folder, for root too (whose permission bits pass): the folder
     is tried, not its bits; one line, nothing left behind where it could be made."""
     target = "/sys/hessian-dg-test/out"
-    unwritable = r"/sys is not writable \((Operation not permitted|Permission denied)\)"
+    unwritable = r"/sys is not writable \([^)]+\)"  # EPERM, EACCES or EROFS
     _refused(sweep_commands, ["sweep", "launch", "smoke", "--output_dir", target],
              rf"output_dir {target}: {unwritable}")
     _refused(domainbed_scripts, TRAIN + ["--hparams", '{"batch_size": 8}', "--output_dir",
@@ -178,11 +178,15 @@ def test_collect_copes_with_junk_and_corrupt_lines(tmp_path):
     lost = sweep / "lost_rows"  # done, its results.jsonl gone: named, not dropped silently
     lost.mkdir()
     (lost / "done").write_text("done")
+    empty = sweep / "empty_rows"  # done, an empty results.jsonl: the same
+    empty.mkdir()
+    (empty / "done").write_text("done")
+    (empty / "results.jsonl").write_text("")
     done = subprocess.run(["hessian-dg", "collect", "--input_dir", str(sweep)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "Total records: 1" in done.stdout
-    assert ("hessian-dg collect: warning: 1 job(s) marked done have no results.jsonl, "
-            "left out: lost_rows") in done.stderr
+    assert ("hessian-dg collect: warning: 2 job(s) marked done have no results.jsonl "
+            "rows, left out: empty_rows, lost_rows") in done.stderr
 
 
 def test_collect_on_nothing_is_an_error(tmp_path):

@@ -80,6 +80,10 @@ def test_a_refused_flag_is_the_same_line_and_names_the_commands_help(capsys):
     assert capsys.readouterr().err.splitlines() == [
         "hessian-dg: error: unrecognized arguments: --no_such_flag",
         "run 'hessian-dg sweep --help' for its options"]
+    with pytest.raises(SystemExit):  # a sub-sub-command's flags: its own --help
+        hessian_dg_cli.main(["dataset", "add", "Mine", "/nowhere", "--no_such_flag"])
+    assert capsys.readouterr().err.splitlines()[1] == \
+        "run 'hessian-dg dataset add --help' for its options"
     with pytest.raises(SystemExit) as stop:
         hessian_dg_cli.main(["report", "--input_dir"])
     assert stop.value.code == 2
@@ -94,11 +98,14 @@ def test_the_report_shows_its_errors_through_the_entry(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith(
         f"hessian-dg: error: input directory {tmp_path / 'absent'} does not exist")
-    (tmp_path / "sweep").mkdir()
+    from tests.domainbed_patch.report.smoke_sweep import copy_sweep
+    sweep = copy_sweep(tmp_path)  # a real sweep's jobs: the report gets as far as writing
     (tmp_path / "out").write_text("a file where the report's folder would go")
-    status = hessian_dg_cli.main(["report", "--input_dir", str(tmp_path / "sweep"),
+    status = hessian_dg_cli.main(["report", "--input_dir", str(sweep), "--no_figures",
                                   "--output_dir", str(tmp_path / "out")])
-    assert status == 2 and capsys.readouterr().err.startswith("hessian-dg: error: ")
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2 and err[-1] == (f"hessian-dg: error: cannot read the sweep or write "
+                                       f"the report {tmp_path / 'out'}: File exists")
 
 
 def _cmnist(command, *argv):
