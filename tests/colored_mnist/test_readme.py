@@ -38,3 +38,30 @@ def test_a_block_is_what_the_command_prints_and_only_its_run(idx_folder, tmp_pat
     # A table of one restart reads restart 0 alone, though restart 1 is saved.
     one = page.replace("--restarts 2", "--restarts 1")
     assert "| ERM | 1 |" in readme.render(one, tmp_path)
+
+
+def test_the_readmes_commands_train_nothing_that_is_committed():
+    """Every committed restart of a README run is one its command reuses, data
+    included: the plan, with the fingerprint of the Fashion-MNIST files here (those
+    Debian's package installs), counts it done, so a rerun trains only what is not
+    committed and never refuses a committed file."""
+    import glob
+    import os
+
+    from colored_mnist import runner, sources
+    from tests.colored_mnist.test_efficacy import _data_or_skip
+    _data_or_skip()
+    flags = readme.blocks(README.read_text())
+    images, classes = sources.load("fashion_mnist", None)
+    fingerprint = sources.fingerprint(images, classes)
+    for block in flags:
+        args, spec, algorithms, _ = readme._run(block, README.parent)
+        spec.data_fingerprint = fingerprint
+        done, pending = runner.plan(spec, algorithms, args.restarts)
+        committed = {(os.path.basename(os.path.dirname(path)),
+                      int(os.path.basename(path)[len("restart_"):-len(".json")]))
+                     for path in glob.glob(os.path.join(args.output_dir, args.setting, "*",
+                                                        "restart_*.json"))}
+        assert set(done) == {job for job in committed if job[1] < args.restarts}
+        assert set(pending) == {(a, r) for a in algorithms for r in range(args.restarts)
+                                } - set(done)
