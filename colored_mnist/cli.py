@@ -161,7 +161,7 @@ def run_spec(args):
     return spec, algorithms
 
 
-def _execute(args) -> int:
+def _execute(args, prog: str = PROG) -> int:
     from colored_mnist import report, runner
 
     spec, algorithms = run_spec(args)
@@ -176,7 +176,7 @@ def _execute(args) -> int:
     done, pending = runner.plan(spec, algorithms, args.restarts)  # reads no data
     fate = "left out of the report" if args.report_only else "it runs again"
     for path, problem in runner.unreadable_results(spec, pending):
-        print(f"{PROG}: warning: {path} is not a saved restart ({problem}): {fate}",
+        print(f"{prog}: warning: {path} is not a saved restart ({problem}): {fate}",
               file=sys.stderr)
     finished = list(done)
     if pending and not args.report_only:
@@ -252,7 +252,9 @@ def _check_output_dir(args) -> None:
 
 def _cannot_write_in(folder: str) -> str:
     """Why nothing can be made in ``folder`` ('' if something can), tried by making an
-    empty folder and removing it: permission bits miss what root cannot do."""
+    empty folder and removing it: permission bits miss what root cannot do. (The
+    bridge's ``validation.cannot_write_in`` is the same check; neither package may
+    import the other.)"""
     try:
         probe = tempfile.mkdtemp(prefix=".cmnist-write-check-", dir=folder)
     except OSError as error:
@@ -286,12 +288,12 @@ def _check_training_sizes(args, classes, restarts: List[int]) -> None:
             f"images, and each needs at least one; {hint}")
 
 
-def execute(args) -> int:
+def execute(args, prog: str = PROG) -> int:
     """Run the parsed command (``hessian-dg cmnist``'s body). Bad input or data raises
     :class:`~colored_mnist.errors.CmnistError`, which the caller shows; Ctrl-C
     outside the restarts says that saved restarts are kept, exit status 130."""
     try:
-        return _execute(args)
+        return _execute(args, prog)
     except KeyboardInterrupt:  # outside the restarts (their interrupt is _execute's)
         print("\ninterrupted; saved restarts are kept: rerun the same command to resume",
               file=sys.stderr)
@@ -302,7 +304,7 @@ def run(args, prog: str = "python -m colored_mnist") -> int:
     """:func:`execute` for ``python -m colored_mnist``, which has no ``hessian-dg``
     entry to show its errors: the same convention, one line on stderr, status 2."""
     try:
-        return execute(args)
+        return execute(args, prog)
     except CmnistError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

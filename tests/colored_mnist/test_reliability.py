@@ -142,7 +142,7 @@ def test_a_tampered_restart_file_runs_again(idx_folder, tmp_path, capsys, tamper
                                    "nothing, --no_report writes no report)"]
     code, lines = run_main(flags, capsys)
     assert code == 0, lines
-    warning = f"hessian-dg cmnist: warning: {path} is not a saved restart ("
+    warning = f"python -m colored_mnist: warning: {path} is not a saved restart ("
     assert lines[0].startswith(warning) and problem in lines[0]
     assert lines[0].endswith("): it runs again")
     assert "0 restarts already saved, 1 to run" in lines[1]
