@@ -40,6 +40,7 @@ def test_a_class_missing_in_one_domain_is_one_line_naming_both(tmp_path):
     assert "\n" not in problems[0]
 
 
+@pytest.mark.integration  # DomainBed's own code runs
 def test_domainbed_labels_classes_by_position_so_a_missing_class_shifts_labels(tmp_path):
     """What the message above claims, seen in DomainBed's own image-folder class."""
     pytest.importorskip("torchvision")

@@ -24,6 +24,7 @@ def test_split_flag_takes_the_leading_json_and_leaves_domainbeds_arguments():
         provenance.split_flag(["--provenance"])
 
 
+@pytest.mark.integration  # DomainBed's own code runs
 def test_record_job_writes_versions_device_and_the_sweeps_part(tmp_path):
     sweep = {"preset": "smoke", "preset_source": "sweeps/smoke.toml",
              "overrides": {"n_trials": 2}, "protocol": "paper"}

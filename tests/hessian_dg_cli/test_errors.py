@@ -92,6 +92,7 @@ def test_a_refused_flag_is_the_same_line_and_names_the_commands_help(capsys):
         "run 'hessian-dg report --help' for its options"]
 
 
+@pytest.mark.integration  # DomainBed's own code runs
 def test_the_report_shows_its_errors_through_the_entry(tmp_path, capsys):
     """It caught its own errors and said 'hessian-dg report: error:'."""
     assert hessian_dg_cli.main(["report", "--input_dir", str(tmp_path / "absent")]) == 2
