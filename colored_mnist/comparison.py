@@ -4,9 +4,11 @@ claim of the README can drift from its numbers.
 - :func:`against_baselines`: each Hessian method (HGP, Hutchinson, HutchinsonExact)
   against the best of the baselines IRM, V-REx and Fishr (highest mean test
   accuracy), with the difference and whether it exceeds the spread: a difference is
-  claimed only where ``|difference| > std_method + std_baseline`` (population std
-  over restarts, as the tables give it); with a single restart there is no spread
-  and nothing is claimed.
+  claimed only where ``|difference| > std_m + std_b + se_m + se_b``, the population
+  stds over restarts (as the tables give them) plus each mean's test-set sampling
+  error ``se = 100 sqrt(p (1 - p) / n)`` over the ``n`` test images (about 0.5 points
+  at n = 10,000), so that two runs landing on the same few images are not told
+  apart; with a single restart there is no spread and nothing is claimed.
 - :func:`distance_ranking`: the algorithms by their final ``||H_0 - H_1||_F`` (the
   head's Hessians of the two training environments, logged at the last step), mean
   over restarts, smallest first: do the methods that align Hessians end closest?
@@ -24,12 +26,24 @@ HESSIAN_METHODS = ("HGP", "Hutchinson", "HutchinsonExact")
 BASELINES = ("IRM", "VREx", "Fishr")
 
 
-def against_baselines(rows: Sequence[dict]) -> List[dict]:
+def test_set_error(accuracy: float, test_size: int) -> float:
+    """The standard error, in points, of an accuracy (in %) measured on ``test_size``
+    images: ``100 sqrt(p (1 - p) / n)``.
+
+    >>> round(test_set_error(50.0, 10_000), 3)
+    0.5
+    """
+    p = accuracy / 100
+    return 100 * float(np.sqrt(p * (1 - p) / test_size))
+
+
+def against_baselines(rows: Sequence[dict], test_size: int = 10_000) -> List[dict]:
     """One dict per Hessian method in ``rows`` (:func:`colored_mnist.report.summary_rows`):
     ``method``, ``baseline`` (the best baseline by mean test accuracy), both means and
-    stds, ``difference`` (method - baseline, points), ``restarts`` (the fewer of the
-    two) and ``verdict``: ``"higher"``, ``"lower"``, ``"within the spread"`` or
-    ``"no spread (1 restart)"``.
+    stds, ``difference`` (method - baseline, points), ``spread`` (what the difference
+    must exceed, see the module docstring; ``test_size`` test images), ``restarts``
+    (the fewer of the two) and ``verdict``: ``"higher"``, ``"lower"``, ``"within the
+    spread"`` or ``"no spread (1 restart)"``.
 
     >>> rows = [{"algorithm": "IRM", "restarts": 3, "test_acc_mean": 70.0, "test_acc_std": 1.0},
     ...         {"algorithm": "Fishr", "restarts": 3, "test_acc_mean": 72.0, "test_acc_std": 0.5},
@@ -48,7 +62,9 @@ def against_baselines(rows: Sequence[dict]) -> List[dict]:
             continue
         row = by_name[name]
         difference = row["test_acc_mean"] - best["test_acc_mean"]
-        spread = row["test_acc_std"] + best["test_acc_std"]
+        spread = (row["test_acc_std"] + best["test_acc_std"]
+                  + test_set_error(row["test_acc_mean"], test_size)
+                  + test_set_error(best["test_acc_mean"], test_size))
         restarts = min(row["restarts"], best["restarts"])
         if restarts < 2:
             verdict = "no spread (1 restart)"
@@ -60,6 +76,7 @@ def against_baselines(rows: Sequence[dict]) -> List[dict]:
                     "method_mean": row["test_acc_mean"], "method_std": row["test_acc_std"],
                     "baseline_mean": best["test_acc_mean"],
                     "baseline_std": best["test_acc_std"], "difference": difference,
+                    "spread": spread,
                     "restarts": restarts, "verdict": verdict})
     return out
 
@@ -84,13 +101,15 @@ def distance_ranking(results: Dict[str, List[dict]]) -> List[tuple]:
 def comparison_markdown(rows: Sequence[dict], results: Dict[str, List[dict]]) -> str:
     """The two findings as Markdown: a table of :func:`against_baselines`, then the
     :func:`distance_ranking` in one line."""
-    lines = ["| Method | Test acc | Best baseline | Its test acc | Difference | Verdict |",
-             "|---|---|---|---|---|---|"]
-    for item in against_baselines(rows):
+    lines = ["| Method | Test acc | Best baseline | Its test acc | Difference | Spread | "
+             "Verdict |", "|---|---|---|---|---|---|---|"]
+    sizes = {r["env_sizes"]["test"] for runs in results.values() for r in runs
+             if isinstance(r.get("env_sizes"), dict) and "test" in r["env_sizes"]}
+    for item in against_baselines(rows, min(sizes) if sizes else 10_000):
         lines.append(f"| {item['method']} | {item['method_mean']:.1f} ± {item['method_std']:.1f}"
                      f" | {item['baseline']} | {item['baseline_mean']:.1f} ± "
                      f"{item['baseline_std']:.1f} | {item['difference']:+.1f} | "
-                     f"{item['verdict']} |")
+                     f"{item['spread']:.1f} | {item['verdict']} |")
     ranking = distance_ranking(results)
     if ranking:
         lines += ["", "Final ‖H₀ − H₁‖_F, mean over restarts, smallest first: " + ", ".join(

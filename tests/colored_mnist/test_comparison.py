@@ -24,6 +24,15 @@ def test_each_hessian_method_meets_the_best_baseline_and_a_verdict():
     assert found["HutchinsonExact"]["difference"] == -12.0
     lower = comparison.against_baselines([_row("IRM", 70.0, 0.2), _row("HGP", 60.0, 0.2)])
     assert lower[0]["verdict"] == "lower"
+    # Two stds of zero do not make 0.2 points a difference: 10,000 test images carry
+    # ~0.5 points of sampling error each (a degenerate rule landing twice on 44.2%).
+    tied = comparison.against_baselines([_row("VREx", 44.0, 0.1), _row("HGP", 44.2, 0.0)])
+    assert tied[0]["verdict"] == "within the spread"
+    assert tied[0]["spread"] == pytest.approx(0.1 + 2 * 100 * (0.44 * 0.56 / 1e4) ** 0.5,
+                                              abs=0.01)
+    small = comparison.against_baselines([_row("VREx", 44.0, 0.1), _row("HGP", 44.2, 0.0)],
+                                         test_size=10 ** 8)
+    assert small[0]["verdict"] == "higher"  # with a vast test set it would be one
     assert comparison.against_baselines([_row("ERM", 1.0, 0.0), _row("HGP", 2.0, 0.0)]) == []
 
 
@@ -40,7 +49,8 @@ def test_the_distance_ranking_reads_the_last_logged_distance():
     assert comparison.distance_ranking(results) == [("HGP", 0.05, 1), ("ERM", 0.2, 2)]
     text = comparison.comparison_markdown([], results)
     assert text.strip() == ("| Method | Test acc | Best baseline | Its test acc | "
-                            "Difference | Verdict |\n|---|---|---|---|---|---|\n\nFinal "
+                            "Difference | Spread | Verdict |\n|---|---|---|---|---|---|---|"
+                            "\n\nFinal "
                             "‖H₀ − H₁‖_F, mean over restarts, smallest first: HGP 5.0e-02, "
                             "ERM 2.0e-01.")
 
