@@ -163,3 +163,24 @@ def test_hessian_dg_diagnose_reads_it_from_the_registered_folder(sweep, capsys):
         assert math.isfinite(pair["gradient_distance"]) and pair["gradient_distance"] >= 0
         assert math.isfinite(pair["hessian_frobenius_distance"]["value"])
         assert pair["hessian_frobenius_distance"]["value"] >= 0
+
+
+def test_domainbeds_own_sweep_launches_its_jobs_and_collects_them(world):
+    """DomainBed's sweep script itself, launching (local launcher: each job a new
+    DomainBed train process that finds the dataset through the registry), one job per
+    test domain; then its collect_results reads them."""
+    out = world / "domainbed_sweep"
+    launched = _run([sys.executable, "-m", "domainbed.scripts.sweep", "launch",
+                     "--datasets", "Wildlife", "--algorithms", "ERM", "--n_hparams", "1",
+                     "--n_trials", "1", "--steps", "1", "--single_test_envs",
+                     "--hparams", json.dumps(CHEAP), "--output_dir", str(out),
+                     "--data_dir", str(world), "--command_launcher", "local",
+                     "--skip_confirmation"], cwd=world)
+    assert "3 jobs: 0 done, 0 incomplete, 3 not launched." in launched.stdout
+    done = sorted(d for d in out.iterdir() if (d / "done").exists())
+    assert len(done) == 3
+    assert sorted(_records(d)[-1]["args"]["test_envs"][0] for d in done) == [0, 1, 2]
+    assert all(_records(d)[-1]["args"]["dataset"] == "Wildlife" for d in done)
+    collected = _run([sys.executable, "-m", "domainbed.scripts.collect_results",
+                      "--input_dir", str(out)], cwd=world).stdout
+    assert "Dataset: Wildlife" in collected and "Total records: 3" in collected
