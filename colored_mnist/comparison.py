@@ -172,8 +172,8 @@ def plot_train_size(rows: Sequence[dict], algorithms: Sequence[str], path: str,
         axis.plot(sizes, [r["train_acc"] for r in mine], marker="x", linestyle="--",
                   color=f"C{i}", alpha=0.6, label=f"{algorithm} train")
     axis.axhline(75, color="grey", linewidth=0.8, linestyle=":")
-    axis.text(axis.get_xlim()[0], 76, " 75%: shape alone", fontsize=7, color="grey",
-              va="bottom")
+    axis.text(0.01, 74, "75%: shape alone", fontsize=7, color="grey", va="top",
+              transform=axis.get_yaxis_transform())
     axis.set_xscale("log")
     sizes = sorted({r["train_size"] for r in rows})
     axis.set_xticks(sizes, [f"{s:,}" for s in sizes])
