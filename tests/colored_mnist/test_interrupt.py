@@ -8,6 +8,7 @@ import sys
 import time
 
 from tests.colored_mnist.test_runner import ROOT, saved, tiny_flags
+from tests.terminal import foreground_signals
 
 
 def test_ctrl_c_stops_the_workers_and_says_what_was_saved(idx_folder, tmp_path):
@@ -17,7 +18,7 @@ def test_ctrl_c_stops_the_workers_and_says_what_was_saved(idx_folder, tmp_path):
                        "--workers", "2")
     process = subprocess.Popen([sys.executable, "-m", "colored_mnist", *flags], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=foreground_signals)
     deadline = time.time() + 240
     while len(saved(out)) < 2 and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)

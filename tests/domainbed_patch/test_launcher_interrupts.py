@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.terminal import foreground_signals
+
 pytestmark = pytest.mark.integration
 
 HARNESS = Path(__file__).with_name("interrupt_harness.py")
@@ -21,7 +23,8 @@ def _launch(launcher, sweep, *seconds):
     """The harness in a process group of its own, as a terminal runs a command."""
     return subprocess.Popen([sys.executable, str(HARNESS), launcher, str(sweep),
                              *map(str, seconds)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=foreground_signals)
 
 
 def _wait_for(path, process, timeout=180):

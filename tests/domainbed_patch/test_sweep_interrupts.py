@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.terminal import foreground_signals
+
 pytestmark = pytest.mark.integration
 
 #: 2 ERM jobs (2 trials), one at a time, so that a stop finds one running, one queued.
@@ -69,7 +71,7 @@ def _start(out):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.Popen(_command("launch", out), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=foreground_signals)
 
 
 def _wait_for(pattern, out, process, timeout=600):
